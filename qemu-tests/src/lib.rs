@@ -1,0 +1,1 @@
+//! Host-side harness for papr-fw.

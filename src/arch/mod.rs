@@ -1,0 +1,196 @@
+//! Target-only code for 64-bit big-endian POWER in a PAPR partition: the entry
+//! and interrupt-vector assembly (`boot/`), the `sc 1` hypercall primitive, raw
+//! physical memory, the timebase and the linker-defined memory layout.  This is
+//! one of the few modules with `unsafe`; everything it exports is safe.
+
+use crate::hcall::{HcallReturn, Hypervisor};
+use crate::memory::{MemError, Memory, Range};
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+global_asm!(include_str!("../../boot/entry.S"));
+global_asm!(include_str!("../../boot/vectors.S"));
+
+mod exception;
+pub use exception::mark_started;
+
+/// The hypervisor reached with `sc 1` (LoPAPR §14.5.3): r3 = opcode, r4..r12 =
+/// arguments and outputs; r0, r3..r12, CTR, XER and CR are clobbered.
+#[derive(Clone, Copy, Default)]
+pub struct RealHypervisor;
+
+impl Hypervisor for RealHypervisor {
+    fn hcall(&mut self, opcode: u64, args: &[u64]) -> HcallReturn {
+        let mut a = [0u64; 9];
+        let n = args.len().min(9);
+        a[..n].copy_from_slice(&args[..n]);
+        let rc: u64;
+        // SAFETY: `sc 1` transfers to the hypervisor, which reads and writes only
+        // the registers declared here (and memory named by the arguments, which
+        // the callers own); it returns to the next instruction.
+        unsafe {
+            asm!(
+                "sc 1",
+                inlateout("r3") opcode => rc,
+                inlateout("r4") a[0] => a[0],
+                inlateout("r5") a[1] => a[1],
+                inlateout("r6") a[2] => a[2],
+                inlateout("r7") a[3] => a[3],
+                inlateout("r8") a[4] => a[4],
+                inlateout("r9") a[5] => a[5],
+                inlateout("r10") a[6] => a[6],
+                inlateout("r11") a[7] => a[7],
+                inlateout("r12") a[8] => a[8],
+                lateout("r0") _,
+                lateout("ctr") _,
+                lateout("xer") _,
+                lateout("cr0") _, lateout("cr1") _, lateout("cr5") _,
+                lateout("cr6") _, lateout("cr7") _,
+                options(nostack),
+            );
+        }
+        HcallReturn {
+            rc: rc as i64,
+            ret: a,
+        }
+    }
+}
+
+/// Top of RAM the firmware may touch; starts at QEMU's minimum RMA (128 MiB)
+/// and is raised once the tree's `/memory` is read.
+static RAM_LIMIT: AtomicU64 = AtomicU64::new(128 << 20);
+
+/// Physical memory in real mode.  Addresses below 0x100 are refused: that page
+/// is never the firmware's business, and address 0 would be a null pointer.
+#[derive(Clone, Copy, Default)]
+pub struct RealMemory;
+
+impl RealMemory {
+    pub fn set_limit(limit: u64) {
+        RAM_LIMIT.store(limit, Ordering::Relaxed);
+    }
+
+    fn check(addr: u64, len: usize) -> Result<(), MemError> {
+        let limit = RAM_LIMIT.load(Ordering::Relaxed);
+        match addr.checked_add(len as u64) {
+            Some(end) if addr >= 0x100 && end <= limit => Ok(()),
+            _ => Err(MemError {
+                addr,
+                len: len as u64,
+            }),
+        }
+    }
+}
+
+impl Memory for RealMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        Self::check(addr, buf.len())?;
+        // SAFETY: real mode, EA = physical address; the range was checked to lie
+        // in RAM above the null page.  Volatile: the bytes may be written by a
+        // device or the hypervisor behind the compiler's back.
+        unsafe {
+            let src = addr as usize as *const u8;
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = core::ptr::read_volatile(src.add(i));
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), MemError> {
+        Self::check(addr, data.len())?;
+        // SAFETY: as in `read`; callers only write memory they own or that a
+        // client handed them.
+        unsafe {
+            let dst = addr as usize as *mut u8;
+            for (i, b) in data.iter().enumerate() {
+                core::ptr::write_volatile(dst.add(i), *b);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read the timebase (mftb).
+pub fn timebase() -> u64 {
+    let tb: u64;
+    // SAFETY: reading the timebase has no side effects.
+    unsafe { asm!("mftb {0}", out(reg) tb, options(nomem, nostack)) };
+    tb
+}
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __bss_end: u8;
+    static __stack_bottom: u8;
+    static __stack_top: u8;
+    static __exc_stack_bottom: u8;
+    static __exc_stack_top: u8;
+    static __firmware_end: u8;
+}
+
+fn sym(s: &'static u8) -> u64 {
+    s as *const u8 as u64
+}
+
+/// The firmware's own memory, from the linker script.
+pub struct Layout {
+    /// Code and initialised data as loaded by QEMU.
+    pub image: Range,
+    /// Everything the firmware occupies from 0 (image, .bss, stacks).
+    pub firmware: Range,
+    pub stack: Range,
+    pub exception_stack: Range,
+}
+
+pub fn layout() -> Layout {
+    // SAFETY: only the addresses of linker-defined symbols are taken.
+    unsafe {
+        Layout {
+            image: Range::new(sym(&__image_start), sym(&__image_end) - sym(&__image_start)),
+            firmware: Range::new(0, sym(&__firmware_end)),
+            stack: Range::new(
+                sym(&__stack_bottom),
+                sym(&__stack_top) - sym(&__stack_bottom),
+            ),
+            exception_stack: Range::new(
+                sym(&__exc_stack_bottom),
+                sym(&__exc_stack_top) - sym(&__exc_stack_bottom),
+            ),
+        }
+    }
+}
+
+/// The `Platform` of the real machine.
+#[derive(Clone, Copy, Default)]
+pub struct RealPlatform;
+
+/// Scratch page for RTAS argument blocks (see `platform::Platform::scratch`).
+#[repr(C, align(4096))]
+struct Scratch([u8; crate::platform::SCRATCH_SIZE as usize]);
+static mut SCRATCH: Scratch = Scratch([0; crate::platform::SCRATCH_SIZE as usize]);
+
+impl Hypervisor for RealPlatform {
+    fn hcall(&mut self, opcode: u64, args: &[u64]) -> HcallReturn {
+        RealHypervisor.hcall(opcode, args)
+    }
+}
+
+impl Memory for RealPlatform {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        RealMemory.read(addr, buf)
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), MemError> {
+        RealMemory.write(addr, data)
+    }
+}
+
+impl crate::platform::Platform for RealPlatform {
+    fn scratch(&self) -> u64 {
+        core::ptr::addr_of!(SCRATCH) as u64
+    }
+    fn timebase(&self) -> u64 {
+        timebase()
+    }
+}
