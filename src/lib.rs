@@ -15,6 +15,9 @@ pub mod memory;
 pub mod platform;
 pub mod rtas;
 
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+
 #[cfg(target_arch = "powerpc64")]
 pub mod arch;
 

@@ -232,3 +232,167 @@ mod tests {
         assert_eq!(Range::new(u64::MAX, 10).end(), u64::MAX);
     }
 }
+
+/// A set of free physical ranges with first-fit allocation: the firmware's
+/// allocator for memory it hands to devices and the platform, and the basis of
+/// the client interface's `claim`/`release` (IEEE 1275 §6.3.2.4).
+#[derive(Clone, Debug, Default)]
+pub struct RangeAllocator {
+    /// Free ranges, sorted by base, never adjacent or overlapping.
+    free: alloc::vec::Vec<Range>,
+}
+
+impl RangeAllocator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Free ranges, in address order.
+    pub fn free_ranges(&self) -> &[Range] {
+        &self.free
+    }
+
+    /// Make `r` available (merging with neighbours).  Parts already free stay free.
+    pub fn add(&mut self, r: Range) {
+        if r.size == 0 {
+            return;
+        }
+        let mut base = r.base;
+        let mut end = r.end();
+        let mut out = alloc::vec::Vec::with_capacity(self.free.len() + 1);
+        let mut placed = false;
+        for f in self.free.drain(..) {
+            if f.end() < base {
+                out.push(f);
+            } else if f.base > end {
+                if !placed {
+                    out.push(Range::new(base, end - base));
+                    placed = true;
+                }
+                out.push(f);
+            } else {
+                base = base.min(f.base);
+                end = end.max(f.end());
+            }
+        }
+        if !placed {
+            out.push(Range::new(base, end - base));
+        }
+        self.free = out;
+    }
+
+    /// Take exactly `r` if all of it is free.
+    pub fn claim_exact(&mut self, r: Range) -> bool {
+        if r.size == 0 || r.base.checked_add(r.size).is_none() {
+            return false;
+        }
+        let Some(i) = self.free.iter().position(|f| f.contains(r.base, r.size)) else {
+            return false;
+        };
+        let f = self.free.remove(i);
+        let mut at = i;
+        if r.base > f.base {
+            self.free.insert(at, Range::new(f.base, r.base - f.base));
+            at += 1;
+        }
+        if f.end() > r.end() {
+            self.free.insert(at, Range::new(r.end(), f.end() - r.end()));
+        }
+        true
+    }
+
+    /// Remove `r` from the free set wherever it overlaps (reserve memory that
+    /// may be partly free).
+    pub fn reserve(&mut self, r: Range) {
+        if r.size == 0 {
+            return;
+        }
+        let mut out = alloc::vec::Vec::with_capacity(self.free.len() + 1);
+        for f in self.free.drain(..) {
+            if !f.overlaps(&r) {
+                out.push(f);
+                continue;
+            }
+            if f.base < r.base {
+                out.push(Range::new(f.base, r.base - f.base));
+            }
+            if f.end() > r.end() {
+                out.push(Range::new(r.end(), f.end() - r.end()));
+            }
+        }
+        self.free = out;
+    }
+
+    /// Allocate `size` bytes aligned to `align` (a power of two), lowest
+    /// address first, or highest first when `top_down`.
+    pub fn alloc(&mut self, size: u64, align: u64, top_down: bool) -> Option<u64> {
+        if size == 0 || !align.is_power_of_two() {
+            return None;
+        }
+        let fit = |f: &Range| -> Option<u64> {
+            if top_down {
+                let last = f.end().checked_sub(size)?;
+                let a = last & !(align - 1);
+                (a >= f.base).then_some(a)
+            } else {
+                let a = f.base.checked_add(align - 1)? & !(align - 1);
+                (a.checked_add(size)? <= f.end()).then_some(a)
+            }
+        };
+        let found = if top_down {
+            self.free.iter().rev().find_map(fit)
+        } else {
+            self.free.iter().find_map(fit)
+        }?;
+        let ok = self.claim_exact(Range::new(found, size));
+        debug_assert!(ok);
+        Some(found)
+    }
+
+    /// Whether all of `r` is free.
+    pub fn is_free(&self, r: Range) -> bool {
+        self.free.iter().any(|f| f.contains(r.base, r.size))
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    use super::*;
+
+    #[test]
+    fn add_merges_and_claims_split() {
+        let mut a = RangeAllocator::new();
+        a.add(Range::new(0x1000, 0x1000));
+        a.add(Range::new(0x3000, 0x1000));
+        a.add(Range::new(0x2000, 0x1000));
+        assert_eq!(a.free_ranges(), &[Range::new(0x1000, 0x3000)]);
+        assert!(a.claim_exact(Range::new(0x1800, 0x800)));
+        assert_eq!(
+            a.free_ranges(),
+            &[Range::new(0x1000, 0x800), Range::new(0x2000, 0x2000)]
+        );
+        assert!(!a.claim_exact(Range::new(0x1800, 0x10)), "already taken");
+        assert!(
+            !a.claim_exact(Range::new(0x1f00, 0x200)),
+            "straddles a hole"
+        );
+        assert!(!a.claim_exact(Range::new(u64::MAX, 2)));
+        a.add(Range::new(0x1800, 0x800));
+        assert_eq!(a.free_ranges(), &[Range::new(0x1000, 0x3000)]);
+    }
+
+    #[test]
+    fn aligned_alloc_both_directions() {
+        let mut a = RangeAllocator::new();
+        a.add(Range::new(0x1100, 0x10000));
+        assert_eq!(a.alloc(0x100, 0x1000, false), Some(0x2000));
+        assert_eq!(a.alloc(0x1000, 0x1000, true), Some(0x10000));
+        assert_eq!(a.alloc(0, 8, false), None);
+        assert_eq!(a.alloc(8, 3, false), None);
+        assert_eq!(a.alloc(0x100000, 8, false), None);
+        a.reserve(Range::new(0, 0x8000));
+        assert_eq!(a.free_ranges()[0].base, 0x8000);
+        assert!(a.is_free(Range::new(0x8000, 0x100)));
+        assert!(!a.is_free(Range::new(0x7000, 0x100)));
+    }
+}

@@ -19,6 +19,12 @@ pub trait Platform: Hypervisor + Memory {
     fn scratch(&self) -> u64;
     /// The timebase register.
     fn timebase(&self) -> u64;
+    /// Allocate `size` zeroed bytes of firmware-owned physical memory aligned to
+    /// `align` (a power of two) for buffers devices or the platform access (TCE
+    /// lists, device queues, DMA buffers).  `None` when exhausted.
+    fn alloc_phys(&mut self, size: u64, align: u64) -> Option<u64>;
+    /// Return memory from [`alloc_phys`](Self::alloc_phys) (same size and align).
+    fn free_phys(&mut self, addr: u64, size: u64, align: u64);
 }
 
 /// RTAS tokens the firmware itself needs before and after the tree is read.

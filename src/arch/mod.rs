@@ -193,4 +193,20 @@ impl crate::platform::Platform for RealPlatform {
     fn timebase(&self) -> u64 {
         timebase()
     }
+    fn alloc_phys(&mut self, size: u64, align: u64) -> Option<u64> {
+        let layout = core::alloc::Layout::from_size_align(size as usize, align as usize).ok()?;
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: the layout has a non-zero size; in real mode the heap pointer
+        // is the physical address.
+        let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        (!p.is_null()).then_some(p as u64)
+    }
+    fn free_phys(&mut self, addr: u64, size: u64, align: u64) {
+        if let Ok(layout) = core::alloc::Layout::from_size_align(size as usize, align as usize) {
+            // SAFETY: `addr` came from `alloc_phys` with this size and alignment.
+            unsafe { alloc::alloc::dealloc(addr as *mut u8, layout) };
+        }
+    }
 }
