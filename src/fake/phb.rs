@@ -28,6 +28,8 @@ pub struct FakeTceTable {
     pub bus_offset: u64,
     pub nb_table: u64,
     pub entries: BTreeMap<u64, u64>,
+    /// QEMU's `def_win`: set on window 0 by the first PHB reset, never cleared.
+    pub def_win: bool,
 }
 
 impl FakeTceTable {
@@ -116,6 +118,7 @@ impl FakePhb {
         }
         let (addr, size) = (self.dma_win_addr, self.dma_win_size);
         self.tables[0].enable(12, addr, size >> 12);
+        self.tables[0].def_win = true;
     }
 
     pub fn table_mut(&mut self, liobn: u32) -> Option<&mut FakeTceTable> {
@@ -289,7 +292,13 @@ pub(super) fn ddw_rtas(p: &mut FakePlatform, name: &str, args: &[u32], rets: &mu
             if !t.enabled() {
                 return -3;
             }
+            let def_win = t.def_win;
             t.disable();
+            // LoPAPR (as QEMU applies it): removing the last window, when it is
+            // not the default one, restores the default window.
+            if phb.active_windows() == 0 && !def_win {
+                phb.reset();
+            }
             0
         }
         "ibm,reset-pe-dma-window" => {
