@@ -12,6 +12,7 @@ pub mod console;
 pub mod exception;
 pub mod hcall;
 pub mod memory;
+pub mod options;
 pub mod platform;
 pub mod rtas;
 

@@ -195,8 +195,9 @@ impl FakePlatform {
         String::from_utf8_lossy(&self.console).into_owned()
     }
 
-    /// Store `-prom-env` pairs in NVRAM the way QEMU does (a CHRP "system"
-    /// partition at offset 0, then a free partition).
+    /// Store `-prom-env` pairs in NVRAM the way QEMU 7.2 does
+    /// (hw/nvram/spapr_nvram.c, chrp_nvram.c): a CHRP "system" partition at 0
+    /// of at least 2 KiB, then a "free" partition at 2 KiB to the end.
     pub fn set_prom_env(&mut self, pairs: &[&str]) {
         let mut body = Vec::new();
         for p in pairs {
@@ -204,19 +205,19 @@ impl FakePlatform {
             body.push(0);
         }
         body.push(0);
-        let len16 = (16 + body.len()).div_ceil(16);
+        let len = (16 + body.len()).div_ceil(16) * 16;
+        let len = len.max(2048);
         self.nvram.iter_mut().for_each(|b| *b = 0);
         self.nvram[0] = 0x70;
-        self.nvram[2..4].copy_from_slice(&(len16 as u16).to_be_bytes());
+        self.nvram[2..4].copy_from_slice(&((len / 16) as u16).to_be_bytes());
         self.nvram[4..10].copy_from_slice(b"system");
         self.nvram[1] = chrp_header_checksum(&self.nvram[..16]);
         self.nvram[16..16 + body.len()].copy_from_slice(&body);
-        let free = len16 * 16;
+        let free = 2048;
         let free_len = (self.nvram.len() - free) / 16;
         self.nvram[free] = 0x7f;
         self.nvram[free + 2..free + 4].copy_from_slice(&(free_len as u16).to_be_bytes());
-        self.nvram[free + 4..free + 16]
-            .copy_from_slice(b"\x77\x77\x77\x77\x77\x77\x77\x77\x77\x77\x77\x77");
+        self.nvram[free + 4..free + 8].copy_from_slice(b"free");
         let ck = chrp_header_checksum(&self.nvram[free..free + 16]);
         self.nvram[free + 1] = ck;
     }
