@@ -27,6 +27,13 @@ mod firmware {
         papr_fw::terminate(&mut p, "power-off failed")
     }
 
+    /// Client-interface calls (boot/client.S); the dispatcher comes with the
+    /// client-interface module.
+    #[no_mangle]
+    extern "C" fn rust_cif_entry(_args: u64) -> i64 {
+        -1
+    }
+
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
         use core::fmt::Write;

@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 global_asm!(include_str!("../../boot/entry.S"));
 global_asm!(include_str!("../../boot/vectors.S"));
+global_asm!(include_str!("../../boot/client.S"));
 
 mod exception;
 pub use exception::mark_started;
