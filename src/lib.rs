@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod cif;
 pub mod console;
 pub mod exception;
 pub mod hcall;
@@ -15,6 +16,7 @@ pub mod memory;
 pub mod options;
 pub mod platform;
 pub mod rtas;
+pub mod tce;
 
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
