@@ -30,6 +30,33 @@ pub struct FakeTceTable {
     pub entries: BTreeMap<u64, u64>,
     /// QEMU's `def_win`: set on window 0 by the first PHB reset, never cleared.
     pub def_win: bool,
+    /// Test-only fault: the next matching multi-entry call stops early.
+    pub partial_fault: Option<PartialFault>,
+}
+
+/// A multi-entry TCE call (`H_PUT_TCE_INDIRECT` or `H_STUFF_TCE`) that writes
+/// its first `after` entries, then fails with `rc` — as QEMU leaves a table
+/// when an entry in the middle of a call is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialFault {
+    pub opcode: u64,
+    pub after: u64,
+    pub rc: i64,
+}
+
+impl FakePlatform {
+    /// Make the next `opcode` (`H_PUT_TCE_INDIRECT` or `H_STUFF_TCE`) on
+    /// `liobn` write only its first `after` entries and return `rc`.  Returns
+    /// false if no table has that LIOBN.
+    pub fn inject_partial_tce(&mut self, liobn: u32, opcode: u64, after: u64, rc: i64) -> bool {
+        match self.tce_table(liobn) {
+            Some(t) => {
+                t.partial_fault = Some(PartialFault { opcode, after, rc });
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl FakeTceTable {
@@ -180,6 +207,14 @@ pub(super) fn tce_hcall(
     };
     let page = 1u64 << t.page_shift;
     let ioba = a[1] & !(page.wrapping_sub(1));
+    // An injected partial fault caps the entries a multi-entry call writes.
+    let mut cap: Option<(u64, i64)> = None;
+    if let Some(f) = t.partial_fault {
+        if f.opcode == opcode && (opcode == op::H_PUT_TCE_INDIRECT || opcode == op::H_STUFF_TCE) {
+            t.partial_fault = None;
+            cap = Some((f.after, f.rc));
+        }
+    }
     match opcode {
         op::H_PUT_TCE => t.put(ioba, a[2]),
         op::H_GET_TCE => match t.get(ioba) {
@@ -194,21 +229,31 @@ pub(super) fn tce_hcall(
                 return rc::H_PARAMETER;
             }
             for i in 0..a[3] {
+                if let Some((after, r)) = cap {
+                    if i == after {
+                        return r;
+                    }
+                }
                 let r = t.put(ioba.wrapping_add(i << t.page_shift), a[2]);
                 if r != rc::H_SUCCESS {
                     return r;
                 }
             }
-            rc::H_SUCCESS
+            cap.map_or(rc::H_SUCCESS, |(_, r)| r)
         }
         _ => {
             for (i, tce) in list.iter().enumerate() {
+                if let Some((after, r)) = cap {
+                    if i as u64 == after {
+                        return r;
+                    }
+                }
                 let r = t.put(ioba.wrapping_add((i as u64) << t.page_shift), *tce);
                 if r != rc::H_SUCCESS {
                     return r;
                 }
             }
-            rc::H_SUCCESS
+            cap.map_or(rc::H_SUCCESS, |(_, r)| r)
         }
     }
 }
