@@ -17,7 +17,6 @@ pub mod options;
 pub mod platform;
 pub mod rtas;
 pub mod tce;
-pub mod tce;
 
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
