@@ -5,7 +5,7 @@
 
 use crate::paths;
 use object::read::elf::{ElfFile64, ProgramHeader};
-use object::{elf, Endianness};
+use object::{elf, Endianness, Object, ObjectSection, ObjectSymbol};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -56,6 +56,96 @@ pub fn elf_to_flat(data: &[u8]) -> Result<(Vec<u8>, u64), String> {
     Ok((out, mem_end))
 }
 
+/// Pack the position-independent resident RTAS runtime ELF into the blob
+/// `papr_fw::rtas::resident::Blob::parse` reads: a header of BE32 words
+/// (magic "PRTS", version 1, entry, image length, memory length, config
+/// offset, config length, relocation count), then per relocation (BE32
+/// offset, 4 bytes of padding, BE64 addend), then the image.  Only
+/// R_PPC64_RELATIVE relocations are allowed.
+pub fn pack_runtime(data: &[u8]) -> Result<Vec<u8>, String> {
+    let (image, mem_end) = elf_to_flat(data)?;
+    let file = ElfFile64::<Endianness>::parse(data).map_err(|e| format!("not an ELF64: {e}"))?;
+    let sym = |name: &str| {
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| (s.address(), s.size()))
+            .ok_or(format!("runtime has no symbol {name}"))
+    };
+    let (entry, _) = sym("rtas_runtime_entry")?;
+    let (config_off, config_len) = sym("RTAS_CONFIG")?;
+    let mut relocs = Vec::new();
+    if let Some(rela) = file.section_by_name(".rela.dyn") {
+        let bytes = rela.data().map_err(|e| e.to_string())?;
+        for r in bytes.chunks_exact(24) {
+            let offset = u64::from_be_bytes(r[..8].try_into().unwrap());
+            let info = u64::from_be_bytes(r[8..16].try_into().unwrap());
+            let addend = u64::from_be_bytes(r[16..24].try_into().unwrap());
+            if info & 0xffff_ffff != elf::R_PPC64_RELATIVE as u64 {
+                return Err(format!(
+                    "runtime relocation type {} at {offset:#x} is not R_PPC64_RELATIVE",
+                    info & 0xffff_ffff
+                ));
+            }
+            relocs.push((offset as u32, addend));
+        }
+    }
+    let mut v = Vec::new();
+    for w in [
+        0x5052_5453u32,
+        1,
+        entry as u32,
+        image.len() as u32,
+        mem_end as u32,
+        config_off as u32,
+        config_len as u32,
+        relocs.len() as u32,
+    ] {
+        v.extend_from_slice(&w.to_be_bytes());
+    }
+    for (o, a) in &relocs {
+        v.extend_from_slice(&o.to_be_bytes());
+        v.extend_from_slice(&[0; 4]);
+        v.extend_from_slice(&a.to_be_bytes());
+    }
+    v.extend_from_slice(&image);
+    Ok(v)
+}
+
+fn cargo_build(
+    target: &str,
+    bin: &str,
+    features: &[&str],
+    env: &[(&str, String)],
+) -> Result<(), String> {
+    let root = paths::repo_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "papr-fw",
+        "--bin",
+        bin,
+        "--target",
+        target,
+        "-Zbuild-std=core,alloc",
+        "-Zbuild-std-features=compiler-builtins-mem",
+        "-Zjson-target-spec",
+    ]);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {bin} failed"));
+    }
+    Ok(())
+}
+
 /// What [`build`] produced.
 pub struct Built {
     pub elf: PathBuf,
@@ -67,28 +157,27 @@ pub struct Built {
 /// Build the release firmware and write `papr-fw.bin`; fails if the build
 /// fails or the image is over budget.
 pub fn build() -> Result<Built, String> {
-    let root = paths::repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "papr-fw",
-            "--bin",
-            "papr-fw",
-            "--target",
-            ".cargo/powerpc64-papr-none.json",
-            "-Zbuild-std=core,alloc",
-            "-Zbuild-std-features=compiler-builtins-mem",
-            "-Zjson-target-spec",
-        ])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err("firmware build failed".into());
+    // 1. The resident RTAS runtime, position independent, packed.
+    cargo_build(
+        ".cargo/powerpc64-papr-pie.json",
+        "rtas-runtime",
+        &["rtas-runtime"],
+        &[],
+    )?;
+    let rt_elf = paths::target_dir().join("powerpc64-papr-pie/release/rtas-runtime");
+    let rt = std::fs::read(&rt_elf).map_err(|e| format!("{}: {e}", rt_elf.display()))?;
+    let blob = pack_runtime(&rt)?;
+    let blob_path = paths::target_dir().join("powerpc64-papr-pie/release/rtas-runtime.blob");
+    if std::fs::read(&blob_path).ok().as_deref() != Some(&blob[..]) {
+        std::fs::write(&blob_path, &blob).map_err(|e| format!("{}: {e}", blob_path.display()))?;
     }
+    // 2. The firmware, with the runtime embedded.
+    cargo_build(
+        ".cargo/powerpc64-papr-none.json",
+        "papr-fw",
+        &[],
+        &[("PAPR_RTAS_BLOB", blob_path.display().to_string())],
+    )?;
     let elf = paths::firmware_elf();
     let data = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
     let (flat, footprint) = elf_to_flat(&data)?;

@@ -2,18 +2,20 @@
 //! and interrupt-vector assembly (`boot/`), the `sc 1` hypercall primitive, raw
 //! physical memory, the timebase and the linker-defined memory layout.  This is
 //! one of the few modules with `unsafe`; everything it exports is safe.
+//!
+//! With the `rtas-runtime` feature (the position-independent resident RTAS,
+//! `src/bin/rtas-runtime.rs`) only the primitives are built, not the
+//! firmware's boot code and memory layout.
 
 use crate::hcall::{HcallReturn, Hypervisor};
-use crate::memory::{MemError, Memory, Range};
-use core::arch::{asm, global_asm};
+use crate::memory::{MemError, Memory};
+use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-global_asm!(include_str!("../../boot/entry.S"));
-global_asm!(include_str!("../../boot/vectors.S"));
-global_asm!(include_str!("../../boot/client.S"));
-
-mod exception;
-pub use exception::mark_started;
+#[cfg(not(feature = "rtas-runtime"))]
+mod firmware;
+#[cfg(not(feature = "rtas-runtime"))]
+pub use firmware::*;
 
 /// The hypervisor reached with `sc 1` (LoPAPR §14.5.3): r3 = opcode, r4..r12 =
 /// arguments and outputs; r0, r3..r12, CTR, XER and CR are clobbered.
@@ -118,49 +120,6 @@ pub fn timebase() -> u64 {
     // SAFETY: reading the timebase has no side effects.
     unsafe { asm!("mftb {0}", out(reg) tb, options(nomem, nostack)) };
     tb
-}
-
-extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-    static __bss_end: u8;
-    static __stack_bottom: u8;
-    static __stack_top: u8;
-    static __exc_stack_bottom: u8;
-    static __exc_stack_top: u8;
-    static __firmware_end: u8;
-}
-
-fn sym(s: &'static u8) -> u64 {
-    s as *const u8 as u64
-}
-
-/// The firmware's own memory, from the linker script.
-pub struct Layout {
-    /// Code and initialised data as loaded by QEMU.
-    pub image: Range,
-    /// Everything the firmware occupies from 0 (image, .bss, stacks).
-    pub firmware: Range,
-    pub stack: Range,
-    pub exception_stack: Range,
-}
-
-pub fn layout() -> Layout {
-    // SAFETY: only the addresses of linker-defined symbols are taken.
-    unsafe {
-        Layout {
-            image: Range::new(sym(&__image_start), sym(&__image_end) - sym(&__image_start)),
-            firmware: Range::new(0, sym(&__firmware_end)),
-            stack: Range::new(
-                sym(&__stack_bottom),
-                sym(&__stack_top) - sym(&__stack_bottom),
-            ),
-            exception_stack: Range::new(
-                sym(&__exc_stack_bottom),
-                sym(&__exc_stack_top) - sym(&__exc_stack_bottom),
-            ),
-        }
-    }
 }
 
 /// The `Platform` of the real machine.

@@ -2,7 +2,8 @@
 //! started (so a later entry at 0x100 is reported as a system reset) and turn
 //! an unexpected interrupt into a report and `ibm,os-term`.
 
-use super::{layout, RealMemory, RealPlatform};
+use super::layout;
+use crate::arch::{RealMemory, RealPlatform};
 use crate::console::VtyWriter;
 use crate::exception::{report, ExceptionFrame};
 use core::sync::atomic::{AtomicBool, Ordering};

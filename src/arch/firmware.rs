@@ -1,0 +1,56 @@
+//! The firmware image's own boot code and memory layout (not part of the
+//! resident RTAS runtime): entry, interrupt vectors and client-interface
+//! assembly, and the linker-defined ranges.
+
+use crate::memory::Range;
+use core::arch::global_asm;
+
+global_asm!(include_str!("../../boot/entry.S"));
+global_asm!(include_str!("../../boot/vectors.S"));
+global_asm!(include_str!("../../boot/client.S"));
+
+mod exception;
+pub use exception::mark_started;
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __bss_end: u8;
+    static __stack_bottom: u8;
+    static __stack_top: u8;
+    static __exc_stack_bottom: u8;
+    static __exc_stack_top: u8;
+    static __firmware_end: u8;
+}
+
+fn sym(s: &'static u8) -> u64 {
+    s as *const u8 as u64
+}
+
+/// The firmware's own memory, from the linker script.
+pub struct Layout {
+    /// Code and initialised data as loaded by QEMU.
+    pub image: Range,
+    /// Everything the firmware occupies from 0 (image, .bss, stacks).
+    pub firmware: Range,
+    pub stack: Range,
+    pub exception_stack: Range,
+}
+
+pub fn layout() -> Layout {
+    // SAFETY: only the addresses of linker-defined symbols are taken.
+    unsafe {
+        Layout {
+            image: Range::new(sym(&__image_start), sym(&__image_end) - sym(&__image_start)),
+            firmware: Range::new(0, sym(&__firmware_end)),
+            stack: Range::new(
+                sym(&__stack_bottom),
+                sym(&__stack_top) - sym(&__stack_bottom),
+            ),
+            exception_stack: Range::new(
+                sym(&__exc_stack_bottom),
+                sym(&__exc_stack_top) - sym(&__exc_stack_bottom),
+            ),
+        }
+    }
+}
