@@ -29,22 +29,86 @@ pub struct KnownOption {
 /// Every option papr-fw reads.  Standard IEEE 1275 configuration variables that
 /// SLOF users pass (boot-device, …) are accepted too.
 pub const KNOWN: &[KnownOption] = &[
-    KnownOption { key: "log-level", default: "info", help: "console verbosity: error, warn, info, debug, trace" },
-    KnownOption { key: "debug-exception", default: "off", help: "force an exception at boot (tests the interrupt report): program, dsi, or off" },
-    KnownOption { key: "dma-selftest", default: "off", help: "run the NVMe DMA self-test through the default and a dynamic window" },
-    KnownOption { key: "dma-selftest-lba", default: "2048", help: "first LBA of the scratch region the DMA self-test overwrites" },
-    KnownOption { key: "tce-bench", default: "off", help: "measure TCE mapping throughput at boot" },
-    KnownOption { key: "ddw-max-windows", default: "platform", help: "most DMA windows a PE offers (1 = an SR-IOV VF on PowerVM)" },
-    KnownOption { key: "ddw-page-sizes", default: "platform", help: "mask of DDW page sizes offered (LoPAPR query bits)" },
-    KnownOption { key: "ddw-max-window-shift", default: "platform", help: "cap the largest DDW block (log2 of bytes)" },
-    KnownOption { key: "ddw-lam", default: "off", help: "advertise and implement the limited-address-mode DDW extension" },
-    KnownOption { key: "ddw-inject", default: "none", help: "inject DDW failures: CALL:KIND[:COUNT], e.g. create:busy:3" },
-    KnownOption { key: "rtas-trace", default: "off", help: "print every RTAS call the resident RTAS handles" },
-    KnownOption { key: "boot-device", default: "", help: "IEEE 1275: devices to boot from" },
-    KnownOption { key: "boot-file", default: "", help: "IEEE 1275: file or arguments to boot" },
-    KnownOption { key: "boot-command", default: "", help: "IEEE 1275: accepted for compatibility with SLOF, ignored" },
-    KnownOption { key: "auto-boot?", default: "true", help: "IEEE 1275: accepted for compatibility with SLOF" },
-    KnownOption { key: "diag-switch?", default: "false", help: "IEEE 1275: accepted for compatibility with SLOF, ignored" },
+    KnownOption {
+        key: "log-level",
+        default: "info",
+        help: "console verbosity: error, warn, info, debug, trace",
+    },
+    KnownOption {
+        key: "debug-exception",
+        default: "off",
+        help: "force an exception at boot (tests the interrupt report): program, dsi, or off",
+    },
+    KnownOption {
+        key: "dma-selftest",
+        default: "off",
+        help: "run the NVMe DMA self-test through the default and a dynamic window",
+    },
+    KnownOption {
+        key: "dma-selftest-lba",
+        default: "2048",
+        help: "first LBA of the scratch region the DMA self-test overwrites",
+    },
+    KnownOption {
+        key: "tce-bench",
+        default: "off",
+        help: "measure TCE mapping throughput at boot",
+    },
+    KnownOption {
+        key: "ddw-max-windows",
+        default: "platform",
+        help: "most DMA windows a PE offers (1 = an SR-IOV VF on PowerVM)",
+    },
+    KnownOption {
+        key: "ddw-page-sizes",
+        default: "platform",
+        help: "mask of DDW page sizes offered (LoPAPR query bits)",
+    },
+    KnownOption {
+        key: "ddw-max-window-shift",
+        default: "platform",
+        help: "cap the largest DDW block (log2 of bytes)",
+    },
+    KnownOption {
+        key: "ddw-lam",
+        default: "off",
+        help: "advertise and implement the limited-address-mode DDW extension",
+    },
+    KnownOption {
+        key: "ddw-inject",
+        default: "none",
+        help: "inject DDW failures: CALL:KIND[:COUNT], e.g. create:busy:3",
+    },
+    KnownOption {
+        key: "rtas-trace",
+        default: "off",
+        help: "print every RTAS call the resident RTAS handles",
+    },
+    KnownOption {
+        key: "boot-device",
+        default: "",
+        help: "IEEE 1275: devices to boot from",
+    },
+    KnownOption {
+        key: "boot-file",
+        default: "",
+        help: "IEEE 1275: file or arguments to boot",
+    },
+    KnownOption {
+        key: "boot-command",
+        default: "",
+        help: "IEEE 1275: accepted for compatibility with SLOF, ignored",
+    },
+    KnownOption {
+        key: "auto-boot?",
+        default: "true",
+        help: "IEEE 1275: accepted for compatibility with SLOF",
+    },
+    KnownOption {
+        key: "diag-switch?",
+        default: "false",
+        help: "IEEE 1275: accepted for compatibility with SLOF, ignored",
+    },
 ];
 
 /// The options in force.
@@ -94,7 +158,10 @@ impl Options {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A boolean option: on/true/yes/1 or off/false/no/0; anything else is an error.
@@ -178,7 +245,8 @@ impl Options {
                 return Err(NvramError::Status(st));
             }
             let mut image = alloc::vec![0u8; size as usize];
-            p.read(buf, &mut image).map_err(|e| NvramError::Rtas(rtas::RtasError::Memory(e)))?;
+            p.read(buf, &mut image)
+                .map_err(|e| NvramError::Rtas(rtas::RtasError::Memory(e)))?;
             Ok(Options::from_nvram(&image))
         })();
         p.free_phys(buf, size, 4096);
@@ -225,13 +293,21 @@ mod tests {
     #[test]
     fn qemu_prom_env_layout_is_parsed() {
         let mut p = FakePlatform::new(64 << 20);
-        p.set_prom_env(&["dma-selftest=on", "ddw-max-windows=1", "bogus-key=3", "dma-selftest=off"]);
+        p.set_prom_env(&[
+            "dma-selftest=on",
+            "ddw-max-windows=1",
+            "bogus-key=3",
+            "dma-selftest=off",
+        ]);
         let tok = p.rtas_tokens["nvram-fetch"];
         let o = Options::fetch(&mut p, tok, 0x10000).unwrap();
         assert_eq!(o.get("dma-selftest"), Some("off"), "later pairs win");
         assert_eq!(o.number("ddw-max-windows"), Ok(Some(1)));
         assert_eq!(o.unknown().collect::<Vec<_>>(), ["bogus-key"]);
-        assert_eq!(alloc::format!("{o}"), "dma-selftest=off ddw-max-windows=1 bogus-key=3");
+        assert_eq!(
+            alloc::format!("{o}"),
+            "dma-selftest=off ddw-max-windows=1 bogus-key=3"
+        );
         assert_eq!(o.flag("dma-selftest"), Ok(false));
         assert!(o.flag("bogus-key").is_err());
     }
@@ -253,9 +329,15 @@ mod tests {
         assert!(Options::from_nvram(&[0x70, 0, 0]).is_empty());
         // A failing nvram-fetch is an error the caller reports.
         p.inject_rtas("nvram-fetch", -1, 1);
-        assert_eq!(Options::fetch(&mut p, tok, 0x10000), Err(NvramError::Status(-1)));
+        assert_eq!(
+            Options::fetch(&mut p, tok, 0x10000),
+            Err(NvramError::Status(-1))
+        );
         // An NVRAM smaller than asked: QEMU answers -3 for reads beyond its size.
-        assert_eq!(Options::fetch(&mut p, tok, 0x20000).map(|o| o.is_empty()), Ok(true));
+        assert_eq!(
+            Options::fetch(&mut p, tok, 0x20000).map(|o| o.is_empty()),
+            Ok(true)
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ impl fmt::Display for CasError {
             CasError::BadAddress(e) => write!(f, "architecture vector unreadable: {e}"),
             CasError::MissingVector(n) => write!(f, "option vector {n} missing"),
             CasError::Refused(why) => write!(f, "refused: {why}"),
-            CasError::Hcall(rc) => write!(f, "H_CAS returned {rc} ({})", crate::hcall::rc_name(*rc)),
+            CasError::Hcall(rc) => {
+                write!(f, "H_CAS returned {rc} ({})", crate::hcall::rc_name(*rc))
+            }
             CasError::BadReply(why) => write!(f, "bad CAS reply: {why}"),
         }
     }
@@ -86,7 +88,11 @@ impl ArchVector {
             vectors.push(v);
             at += 1 + len as u64;
         }
-        Ok(ArchVector { pvrs, vectors, len: at - addr })
+        Ok(ArchVector {
+            pvrs,
+            vectors,
+            len: at - addr,
+        })
     }
 
     /// Byte `n` (1-based) of option vector `v` (1-based), 0 when absent.
@@ -127,15 +133,31 @@ impl ArchVector {
         }
         if let Some(s) = support.mmu {
             match (s & 0xc0, self.wants_radix()) {
-                (0x00, true) => return Err(CasError::Refused("radix MMU requested, platform offers hash only")),
-                (0x40, false) => return Err(CasError::Refused("hash MMU requested, platform offers radix only")),
+                (0x00, true) => {
+                    return Err(CasError::Refused(
+                        "radix MMU requested, platform offers hash only",
+                    ))
+                }
+                (0x40, false) => {
+                    return Err(CasError::Refused(
+                        "hash MMU requested, platform offers radix only",
+                    ))
+                }
                 _ => {}
             }
         }
         if let Some(s) = support.intc {
             match (s & 0xc0, self.wants_xive()) {
-                (0x00, true) => return Err(CasError::Refused("XIVE requested, platform offers XICS only")),
-                (0x40, false) => return Err(CasError::Refused("XICS requested, platform offers XIVE only")),
+                (0x00, true) => {
+                    return Err(CasError::Refused(
+                        "XIVE requested, platform offers XICS only",
+                    ))
+                }
+                (0x40, false) => {
+                    return Err(CasError::Refused(
+                        "XICS requested, platform offers XIVE only",
+                    ))
+                }
                 _ => {}
             }
         }
@@ -183,7 +205,8 @@ pub fn reply_fdt(buf: &[u8]) -> Result<&[u8], CasError> {
         return Err(CasError::BadReply("no device tree after the header"));
     }
     let total = u32::from_be_bytes([fdt[4], fdt[5], fdt[6], fdt[7]]) as usize;
-    fdt.get(..total).ok_or(CasError::BadReply("tree larger than the buffer"))
+    fdt.get(..total)
+        .ok_or(CasError::BadReply("tree larger than the buffer"))
 }
 
 #[cfg(test)]
@@ -195,7 +218,11 @@ pub(crate) mod tests {
     /// PVR pairs, terminator, "6 vectors" and 7 present, OV5 of 26 bytes.
     pub fn linux_like(mmu: u8, intc: u8) -> Vec<u8> {
         let mut v = Vec::new();
-        for (m, p) in [(0xffff0000u32, 0x004e0000u32), (0xffffffff, 0x0f000005), (0, 0xffffffff)] {
+        for (m, p) in [
+            (0xffff0000u32, 0x004e0000u32),
+            (0xffffffff, 0x0f000005),
+            (0, 0xffffffff),
+        ] {
             v.extend_from_slice(&m.to_be_bytes());
             v.extend_from_slice(&p.to_be_bytes());
         }
@@ -232,27 +259,58 @@ pub(crate) mod tests {
         assert!(v.wants_radix() && v.wants_xive());
         assert_eq!(v.len, bytes.len() as u64 - 257);
         // POWER9 under TCG: either MMU, either interrupt controller.
-        let qemu = PlatformSupport::from_property(&[0x17, 0x80, 0x18, 0xc0, 0x19, 0x00, 0x1a, 0x40]);
-        assert_eq!(qemu, PlatformSupport { mmu: Some(0xc0), intc: Some(0x80) });
+        let qemu =
+            PlatformSupport::from_property(&[0x17, 0x80, 0x18, 0xc0, 0x19, 0x00, 0x1a, 0x40]);
+        assert_eq!(
+            qemu,
+            PlatformSupport {
+                mmu: Some(0xc0),
+                intc: Some(0x80)
+            }
+        );
         assert_eq!(v.check(&qemu), Ok(()));
     }
 
     #[test]
     fn refuses_what_qemu_would_exit_on() {
-        let support = PlatformSupport { mmu: Some(0x00), intc: Some(0x00) };
+        let support = PlatformSupport {
+            mmu: Some(0x00),
+            intc: Some(0x00),
+        };
         let check = |mmu, intc, s: &PlatformSupport| {
             let mut m = FakeMemory::new().with_region(0, 0x1000);
             m.write(0, &linux_like(mmu, intc)).unwrap();
             ArchVector::parse(&m, 0).unwrap().check(s)
         };
-        assert!(matches!(check(0xc0, 0, &PlatformSupport::default()), Err(CasError::Refused(_))));
-        assert!(matches!(check(0, 0xc0, &PlatformSupport::default()), Err(CasError::Refused(_))));
-        assert!(matches!(check(0x40, 0, &support), Err(CasError::Refused(_))), "POWER8: hash only");
-        assert!(matches!(check(0, 0x40, &support), Err(CasError::Refused(_))));
+        assert!(matches!(
+            check(0xc0, 0, &PlatformSupport::default()),
+            Err(CasError::Refused(_))
+        ));
+        assert!(matches!(
+            check(0, 0xc0, &PlatformSupport::default()),
+            Err(CasError::Refused(_))
+        ));
+        assert!(
+            matches!(check(0x40, 0, &support), Err(CasError::Refused(_))),
+            "POWER8: hash only"
+        );
+        assert!(matches!(
+            check(0, 0x40, &support),
+            Err(CasError::Refused(_))
+        ));
         assert_eq!(check(0, 0, &support), Ok(()));
-        let radix_only = PlatformSupport { mmu: Some(0x40), intc: Some(0x40) };
-        assert!(matches!(check(0, 0x40, &radix_only), Err(CasError::Refused(_))));
-        assert!(matches!(check(0x40, 0, &radix_only), Err(CasError::Refused(_))));
+        let radix_only = PlatformSupport {
+            mmu: Some(0x40),
+            intc: Some(0x40),
+        };
+        assert!(matches!(
+            check(0, 0x40, &radix_only),
+            Err(CasError::Refused(_))
+        ));
+        assert!(matches!(
+            check(0x40, 0, &radix_only),
+            Err(CasError::Refused(_))
+        ));
     }
 
     #[test]
@@ -260,12 +318,19 @@ pub(crate) mod tests {
         // No terminator anywhere: 512 pairs are read, then garbage counts; the
         // memory ends before the vectors do.
         let m = FakeMemory::new().with_region(0, 4096 + 2);
-        assert!(matches!(ArchVector::parse(&m, 0), Err(CasError::BadAddress(_))));
+        assert!(matches!(
+            ArchVector::parse(&m, 0),
+            Err(CasError::BadAddress(_))
+        ));
         let mut m = FakeMemory::new().with_region(0, 64);
-        m.write(0, &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]).unwrap(); // one vector, length byte 0
+        m.write(0, &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0])
+            .unwrap(); // one vector, length byte 0
         let v = ArchVector::parse(&m, 0).unwrap();
         assert_eq!(v.vectors.len(), 1);
-        assert_eq!(v.check(&PlatformSupport::default()), Err(CasError::MissingVector(5)));
+        assert_eq!(
+            v.check(&PlatformSupport::default()),
+            Err(CasError::MissingVector(5))
+        );
         assert_eq!(v.byte(0, 0), 0);
         assert_eq!(v.byte(9, 300), 0);
         assert!(ArchVector::parse(&m, 1 << 40).is_err());

@@ -37,7 +37,11 @@ impl Claims {
         for p in protected {
             free.reserve(*p);
         }
-        Claims { free, claimed: Vec::new(), protected: protected.to_vec() }
+        Claims {
+            free,
+            claimed: Vec::new(),
+            protected: protected.to_vec(),
+        }
     }
 
     /// Withhold another range (e.g. one the firmware allocates later).
@@ -145,7 +149,11 @@ mod tests {
         // 512 MiB RAM; firmware 0..1 MiB; heap near the top; kernel at 4 MiB.
         Claims::new(
             &[Range::new(0, 512 << 20)],
-            &[Range::new(0, 1 << 20), Range::new(478 << 20, 32 << 20), Range::new(4 << 20, 40 << 20)],
+            &[
+                Range::new(0, 1 << 20),
+                Range::new(478 << 20, 32 << 20),
+                Range::new(4 << 20, 40 << 20),
+            ],
         )
     }
 
@@ -158,7 +166,11 @@ mod tests {
         assert_eq!(c.claim(509 << 20, 1 << 20, 0), None, "firmware heap");
         assert_eq!(c.claim(600 << 20, 1 << 20, 0), None, "beyond RAM");
         assert_eq!(c.claim(0x8000, 0x1000, 0), None, "firmware image");
-        assert_eq!(c.claim(44 << 20, 1 << 20, 0), Some(44 << 20), "right above the kernel");
+        assert_eq!(
+            c.claim(44 << 20, 1 << 20, 0),
+            Some(44 << 20),
+            "right above the kernel"
+        );
         assert_eq!(c.claim(44 << 20, 1 << 20, 0), None, "already claimed");
         assert!(c.release(44 << 20, 1 << 20));
         assert!(!c.release(44 << 20, 1 << 20), "double release");
@@ -173,7 +185,10 @@ mod tests {
         let a = c.claim(0, 0x10000, 0x10000).unwrap();
         assert_eq!(a, 0x180000);
         assert_eq!(c.claim(0, 0x100, 3), None);
-        assert_eq!(c.available(), &[Range::new(0x190000, (64 << 20) - 0x190000)]);
+        assert_eq!(
+            c.available(),
+            &[Range::new(0x190000, (64 << 20) - 0x190000)]
+        );
         assert_eq!(
             encode_ranges(c.available(), 2, 2),
             [0, 0x0019_0000u32, 0, (64 << 20) - 0x190000]

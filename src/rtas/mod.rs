@@ -8,6 +8,9 @@
 use crate::hcall::{self, Hypervisor};
 use crate::memory::{MemError, Memory};
 
+pub mod resident;
+pub mod runtime;
+
 /// Largest argument block the firmware builds: 3 header cells + 16 cells.
 pub const MAX_CELLS: usize = 16;
 /// Bytes an argument block needs.

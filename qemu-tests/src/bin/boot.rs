@@ -15,10 +15,18 @@ fn main() {
     }
     let qemu = QemuBin::selected();
     let mut cmd = Command::new(&qemu.binary);
-    cmd.args(["-M", "pseries", "-m", "2G", "-display", "none", "-nodefaults"])
-        .args(["-serial", "mon:stdio", "-action", "panic=exit-failure"])
-        .args(["-bios", &firmware])
-        .args(&args);
+    cmd.args([
+        "-M",
+        "pseries",
+        "-m",
+        "2G",
+        "-display",
+        "none",
+        "-nodefaults",
+    ])
+    .args(["-serial", "mon:stdio", "-action", "panic=exit-failure"])
+    .args(["-bios", &firmware])
+    .args(&args);
     eprintln!("boot: {} ({})", qemu.binary.display(), qemu.version());
     let err = cmd.exec();
     eprintln!("boot: cannot run {}: {err}", qemu.binary.display());
