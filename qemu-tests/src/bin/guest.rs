@@ -1,0 +1,109 @@
+//! `cargo run -p qemu-tests --bin guest -- [6.1|6.12|6.12-64k|all]...`:
+//! fetch and build the test guests (cached; see `qemu_tests::guest`) and print
+//! one line per kernel, `<label> <vmlinux> <initrd>`, for scripts.
+//!
+//! Other commands:
+//! * `update-pins` — read the newest versions from the archive and rewrite
+//!   `qemu-tests/guest/packages.lock` (when Debian dropped a pinned version);
+//! * `disk <path> [MiB]` — create a seeded NVMe test disk;
+//! * `verify-disk <path>` — check a disk after a guest ran its checks.
+use qemu_tests::guest::{self, Kernel};
+use std::time::Instant;
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: guest [6.1|6.12|6.12-64k|all]...   (default: all)\n\
+         \x20      guest update-pins\n\
+         \x20      guest disk <path> [size in MiB]\n\
+         \x20      guest verify-disk <path>"
+    );
+    std::process::exit(2);
+}
+
+fn fail(e: impl std::fmt::Display) -> ! {
+    eprintln!("guest: {e}");
+    std::process::exit(1);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("update-pins") => update_pins(),
+        Some("disk") => {
+            let path = args.get(1).unwrap_or_else(|| usage());
+            let mib: u64 = match args.get(2) {
+                Some(s) => s.parse().unwrap_or_else(|_| usage()),
+                None => guest::DEFAULT_DISK_SIZE >> 20,
+            };
+            let d = guest::Disk::create(path.as_ref(), mib << 20).unwrap_or_else(|e| fail(e));
+            println!("{}", d.path.display());
+        }
+        Some("verify-disk") => {
+            let path = args.get(1).unwrap_or_else(|| usage());
+            let d = guest::Disk::open(path.as_ref()).unwrap_or_else(|e| fail(e));
+            match d.verify_after_guest() {
+                Ok(()) => println!("{path}: seed and guest data OK"),
+                Err(e) => fail(e),
+            }
+        }
+        _ => ensure_all(&args),
+    }
+}
+
+fn ensure_all(args: &[String]) {
+    let mut kernels = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "all" => kernels.extend(Kernel::ALL),
+            "-h" | "--help" => usage(),
+            l => kernels.push(Kernel::from_label(l).unwrap_or_else(|| usage())),
+        }
+    }
+    if kernels.is_empty() {
+        kernels.extend(Kernel::ALL);
+    }
+    for k in kernels {
+        let t = Instant::now();
+        let (img, st) = guest::ensure_with_stats(k).unwrap_or_else(|e| fail(e));
+        eprintln!(
+            "guest {}: {} in {:.1}s (downloaded {:.1} MB, unpacked {:?}, initramfs {} ({} bytes))",
+            k.label(),
+            img.release,
+            t.elapsed().as_secs_f64(),
+            st.fetch.downloaded_bytes as f64 / 1e6,
+            st.fetch.unpacked,
+            if st.built_initrd { "built" } else { "cached" },
+            st.initrd_bytes,
+        );
+        println!(
+            "{} {} {}",
+            k.label(),
+            img.vmlinux.display(),
+            img.initrd.display()
+        );
+    }
+}
+
+fn update_pins() {
+    let old = guest::debs::parse_lock(guest::debs::LOCK_TEXT).unwrap_or_else(|e| fail(e));
+    let new = guest::debs::resolve_latest().unwrap_or_else(|e| fail(e));
+    let header: String = guest::debs::LOCK_TEXT
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let body: String = new.iter().map(|p| format!("{}\n", p.line())).collect();
+    for p in &new {
+        match old.iter().find(|o| o.role == p.role) {
+            Some(o) if o == p => eprintln!("{}: unchanged ({} {})", p.role, p.package, p.version),
+            Some(o) => eprintln!(
+                "{}: {} {} -> {} {}",
+                p.role, o.package, o.version, p.package, p.version
+            ),
+            None => eprintln!("{}: new {} {}", p.role, p.package, p.version),
+        }
+    }
+    let path = guest::debs::lock_path();
+    std::fs::write(&path, header + &body).unwrap_or_else(|e| fail(e));
+    println!("{}", path.display());
+}
