@@ -10,7 +10,7 @@
 use crate::hcall::{HcallReturn, Hypervisor};
 use crate::memory::{MemError, Memory};
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicU64, Ordering};
 
 #[cfg(not(feature = "rtas-runtime"))]
 mod firmware;
@@ -88,28 +88,29 @@ impl RealMemory {
 impl Memory for RealMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemError> {
         Self::check(addr, buf.len())?;
+        // The fences keep the compiler from caching or reordering accesses to
+        // memory a device or the hypervisor writes behind its back (polled
+        // completion queues, RTAS return cells).
+        compiler_fence(Ordering::SeqCst);
         // SAFETY: real mode, EA = physical address; the range was checked to lie
-        // in RAM above the null page.  Volatile: the bytes may be written by a
-        // device or the hypervisor behind the compiler's back.
+        // in RAM above the null page, and `buf` is firmware memory that does not
+        // overlap it (a Rust slice the caller owns).
         unsafe {
-            let src = addr as usize as *const u8;
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = core::ptr::read_volatile(src.add(i));
-            }
-        }
+            core::ptr::copy_nonoverlapping(addr as usize as *const u8, buf.as_mut_ptr(), buf.len())
+        };
+        compiler_fence(Ordering::SeqCst);
         Ok(())
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), MemError> {
         Self::check(addr, data.len())?;
+        compiler_fence(Ordering::SeqCst);
         // SAFETY: as in `read`; callers only write memory they own or that a
         // client handed them.
         unsafe {
-            let dst = addr as usize as *mut u8;
-            for (i, b) in data.iter().enumerate() {
-                core::ptr::write_volatile(dst.add(i), *b);
-            }
-        }
+            core::ptr::copy_nonoverlapping(data.as_ptr(), addr as usize as *mut u8, data.len())
+        };
+        compiler_fence(Ordering::SeqCst);
         Ok(())
     }
 }

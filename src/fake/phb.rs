@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 /// QEMU's BUID of PHB `index` (`spapr_phb_placement`).
 pub const fn qemu_buid(index: u32) -> u64 {
-    0x8000_0002_0000_000 + index as u64
+    0x0800_0000_2000_0000 + index as u64
 }
 
 /// QEMU's LIOBN of window `n` of PHB `index` (`SPAPR_PCI_LIOBN`).
