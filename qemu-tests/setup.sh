@@ -76,4 +76,12 @@ fi
 "$q10/root/usr/bin/qemu-system-ppc64" --version | head -1 | grep -q 'version 10\.0' || {
     log "QEMU 10.0 in $q10 does not run"; exit 1; }
 
+# --- Guest material (Debian ppc64el kernels 6.1/6.12/6.12-64k, busybox) ------
+# Pinned in qemu-tests/guest/packages.lock, fetched with a private apt state
+# ($cache/apt-ppc64el), unpacked and built into initramfs images under
+# $cache/guest (see qemu-tests/src/guest.rs).  Cached: a no-op when done.
+# Tests call guest::ensure themselves too; this only does the work up front.
+log "guest kernels and initramfs images"
+(cd "$root" && cargo run -q -p qemu-tests --bin guest -- all >/dev/null)
+
 log "ready (QEMU: $(/usr/bin/qemu-system-ppc64 --version | head -1 | awk '{print $4}') and $("$q10/root/usr/bin/qemu-system-ppc64" --version | head -1 | awk '{print $4}'); cache $cache)"
