@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod cif;
 pub mod console;
+pub mod devtree;
 pub mod exception;
 pub mod hcall;
 pub mod memory;

@@ -1,0 +1,1 @@
+//! Host tests over QEMU's real trees.
