@@ -8,6 +8,8 @@
 use crate::hcall::{self, Hypervisor};
 use crate::memory::{MemError, Memory};
 
+pub mod ddw;
+pub mod policy;
 pub mod resident;
 pub mod runtime;
 
