@@ -21,7 +21,7 @@ fn usage() -> ! {
 }
 
 fn fail(e: impl std::fmt::Display) -> ! {
-    eprintln!("guest: {e}");
+    eprintln!("{e}");
     std::process::exit(1);
 }
 
@@ -35,15 +35,17 @@ fn main() {
                 Some(s) => s.parse().unwrap_or_else(|_| usage()),
                 None => guest::DEFAULT_DISK_SIZE >> 20,
             };
-            let d = guest::Disk::create(path.as_ref(), mib << 20).unwrap_or_else(|e| fail(e));
+            let d = guest::Disk::create(path.as_ref(), mib << 20)
+                .unwrap_or_else(|e| fail(format!("guest: {e}")));
             println!("{}", d.path.display());
         }
         Some("verify-disk") => {
             let path = args.get(1).unwrap_or_else(|| usage());
-            let d = guest::Disk::open(path.as_ref()).unwrap_or_else(|e| fail(e));
+            let d =
+                guest::Disk::open(path.as_ref()).unwrap_or_else(|e| fail(format!("guest: {e}")));
             match d.verify_after_guest() {
                 Ok(()) => println!("{path}: seed and guest data OK"),
-                Err(e) => fail(e),
+                Err(e) => fail(format!("guest: {e}")),
             }
         }
         _ => ensure_all(&args),
@@ -85,8 +87,9 @@ fn ensure_all(args: &[String]) {
 }
 
 fn update_pins() {
-    let old = guest::debs::parse_lock(guest::debs::LOCK_TEXT).unwrap_or_else(|e| fail(e));
-    let new = guest::debs::resolve_latest().unwrap_or_else(|e| fail(e));
+    let old = guest::debs::parse_lock(guest::debs::LOCK_TEXT)
+        .unwrap_or_else(|e| fail(format!("guest: {e}")));
+    let new = guest::debs::resolve_latest().unwrap_or_else(|e| fail(format!("guest: {e}")));
     let header: String = guest::debs::LOCK_TEXT
         .lines()
         .take_while(|l| l.starts_with('#'))
@@ -104,6 +107,6 @@ fn update_pins() {
         }
     }
     let path = guest::debs::lock_path();
-    std::fs::write(&path, header + &body).unwrap_or_else(|e| fail(e));
+    std::fs::write(&path, header + &body).unwrap_or_else(|e| fail(format!("guest: {e}")));
     println!("{}", path.display());
 }

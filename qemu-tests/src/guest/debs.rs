@@ -208,10 +208,12 @@ impl Apt {
                     "apt-get update (private, ppc64el) failed:\n{stderr}"
                 ));
             }
-            eprintln!(
-                "guest: warning: apt-get update reported errors (ignored):\n{}",
-                stderr.trim()
-            );
+            let first = stderr
+                .lines()
+                .find(|l| l.starts_with("E:"))
+                .unwrap_or("")
+                .trim();
+            eprintln!("guest: warning: apt-get update: an index failed, using the others: {first}");
         }
         APT_UPDATED.store(true, Ordering::SeqCst);
         Ok(())
