@@ -12,6 +12,7 @@ use crate::console::{Vty, VtyWriter};
 use crate::hcall::op;
 use crate::memory::Memory;
 use crate::platform::Platform;
+use crate::rtas::ddw::{Ddw, DdwConfig, Outcome, TraceLine};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -126,59 +127,109 @@ impl RuntimeConfig {
 pub struct Runtime {
     pub config: RuntimeConfig,
     vty: Vty,
+    /// The DMA-window model, when the firmware configured one.
+    pub ddw: Option<Ddw>,
     /// Calls handled so far.
     pub calls: u64,
 }
 
-/// Most argument cells a trace line shows.
-const TRACE_CELLS: u32 = 16;
+/// Most argument and result cells the runtime reads from the OS's block.
+const MAX_CELLS: u32 = 32;
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Self {
         let vty = Vty::new();
         vty.set_vtermno(config.vtermno);
+        let ddw = DdwConfig::decode(&config.ddw).map(Ddw::from_config);
         Runtime {
             config,
             vty,
+            ddw,
             calls: 0,
         }
     }
 
-    /// Handle the RTAS call whose argument block is at `args`.
+    /// Handle the RTAS call whose argument block is at `args` (the OS's).
     pub fn handle<P: Platform + ?Sized>(&mut self, p: &mut P, args: u64) {
         self.calls += 1;
-        let Ok(token) = p.read_be32(args) else { return };
-        // Everything is forwarded for now; the DMA-window calls join here.
+        let (Ok(token), Ok(nargs), Ok(nret)) = (
+            p.read_be32(args),
+            p.read_be32(args + 4),
+            p.read_be32(args + 8),
+        ) else {
+            return;
+        };
+        if let Some(ddw) = self.ddw.as_mut() {
+            if ddw.tokens().call_of(token).is_some() {
+                let mut a = [0u32; MAX_CELLS as usize];
+                let mut r = [0u32; MAX_CELLS as usize];
+                let (na, nr) = (nargs.min(MAX_CELLS), nret.min(MAX_CELLS));
+                for i in 0..na {
+                    a[i as usize] = p.read_be32(args + 12 + 4 * i as u64).unwrap_or(0);
+                }
+                let block = p.scratch();
+                if let Outcome::Handled(report) = ddw.handle(
+                    p,
+                    block,
+                    token,
+                    nargs,
+                    nret,
+                    &a[..na as usize],
+                    &mut r[..nr as usize],
+                ) {
+                    let rets_at = args + 12 + 4 * nargs as u64;
+                    for i in 0..nr {
+                        let _ = p.write_be32(rets_at + 4 * i as u64, r[i as usize]);
+                    }
+                    if self.config.trace {
+                        self.print(p, format_args!("{report}\n"));
+                    }
+                }
+                return;
+            }
+        }
+        // Not a DMA-window call: QEMU reads the OS's block itself.
         p.hcall(op::KVMPPC_H_RTAS, &[args]);
         if self.config.trace {
-            self.trace(p, token, args);
+            self.trace_forwarded(p, token, args, nargs, nret);
         }
     }
 
-    /// `rtas: NAME(arg arg ...) = ret ret ...` (hex, as Linux prints RTAS values).
-    fn trace<P: Platform + ?Sized>(&self, p: &mut P, token: u32, args: u64) {
-        let nargs = p.read_be32(args + 4).unwrap_or(0).min(TRACE_CELLS);
-        let nret = p.read_be32(args + 8).unwrap_or(0).min(TRACE_CELLS);
-        let mut line = String::new();
-        let _ = match self.config.token_name(token) {
-            Some(n) => write!(line, "rtas: {n}("),
-            None => write!(line, "rtas: token {token:#x}("),
-        };
-        for i in 0..nargs {
-            let v = p.read_be32(args + 12 + 4 * i as u64).unwrap_or(0);
-            let _ = write!(line, "{}{v:x}", if i > 0 { " " } else { "" });
-        }
-        line.push_str(") =");
-        for i in 0..nret {
-            let v = p.read_be32(args + 12 + 4 * (nargs + i) as u64).unwrap_or(0);
-            let _ = write!(line, " {}", v as i32);
-        }
-        line.push('\n');
+    fn print<P: Platform + ?Sized>(&self, p: &mut P, args: core::fmt::Arguments) {
         let mut w = VtyWriter {
             vty: &self.vty,
             hv: p,
         };
-        let _ = w.write_str(&line);
+        let _ = w.write_fmt(args);
+    }
+
+    /// A forwarded call, in the same format as the DMA-window calls' reports.
+    fn trace_forwarded<P: Platform + ?Sized>(
+        &self,
+        p: &mut P,
+        token: u32,
+        args: u64,
+        nargs: u32,
+        nret: u32,
+    ) {
+        let (na, nr) = (nargs.min(MAX_CELLS), nret.min(MAX_CELLS));
+        let cell = |p: &P, i: u32| p.read_be32(args + 12 + 4 * i as u64).unwrap_or(0);
+        let a: Vec<u32> = (0..na).map(|i| cell(p, i)).collect();
+        let r: Vec<u32> = (0..nr).map(|i| cell(p, nargs + i)).collect();
+        let unnamed;
+        let name = match self.config.token_name(token) {
+            Some(n) => n,
+            None => {
+                unnamed = alloc::format!("token {token:#x}");
+                unnamed.as_str()
+            }
+        };
+        let line = TraceLine {
+            name,
+            args: &a,
+            rets: &r,
+        };
+        self.print(p, format_args!("{line} [platform]\n"));
     }
 }
 
@@ -229,7 +280,89 @@ mod tests {
         );
         assert_eq!(
             p.console_text(),
-            "rtas: ibm,read-pci-config(1000 8000000 20000000 4) = -3 0\r\n"
+            "rtas: ibm,read-pci-config(1000 8000000 20000000 4) = -3 0 [platform]\r\n"
+        );
+    }
+
+    fn os_call(
+        p: &mut FakePlatform,
+        rt: &mut Runtime,
+        token: u32,
+        args: &[u32],
+        nret: usize,
+    ) -> Vec<u32> {
+        let a = 0x9000;
+        p.mem.write_be32(a, token).unwrap();
+        p.mem.write_be32(a + 4, args.len() as u32).unwrap();
+        p.mem.write_be32(a + 8, nret as u32).unwrap();
+        for (i, v) in args.iter().enumerate() {
+            p.mem.write_be32(a + 12 + 4 * i as u64, *v).unwrap();
+        }
+        rt.handle(p, a);
+        let at = a + 12 + 4 * args.len() as u64;
+        (0..nret)
+            .map(|i| p.mem.read_be32(at + 4 * i as u64).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn dma_window_calls_go_through_the_model() {
+        use crate::rtas::ddw::{DdwPlatform, DdwTokens, DefaultWindow, PeConfig};
+        use crate::rtas::policy::DdwPolicy;
+        let mut p = FakePlatform::new(1 << 20);
+        let mut policy = DdwPolicy::default();
+        policy.parse_option("ddw-max-windows", "1").unwrap();
+        let ddw = DdwConfig {
+            platform: DdwPlatform {
+                tokens: DdwTokens::QEMU,
+                pes: alloc::vec![PeConfig {
+                    buid: 0x0800_0000_2000_0000,
+                    default_window: DefaultWindow {
+                        liobn: 0x8000_0000,
+                        bus_addr: 0,
+                        size: 1 << 30
+                    },
+                    config_addrs: None,
+                    dma64_addr: None,
+                }],
+            },
+            policy,
+        };
+        let mut rt = Runtime::new(RuntimeConfig {
+            vtermno: 0x7100_0000,
+            trace: true,
+            ddw: ddw.encode(),
+            ..Default::default()
+        });
+        assert!(rt.ddw.is_some());
+        let (hi, lo) = (0x0800_0000, 0x2000_0000);
+        // A single-window PE: none available while the default window exists.
+        assert_eq!(
+            os_call(&mut p, &mut rt, 0x2026, &[0x1000, hi, lo], 5)[..2],
+            [0, 0]
+        );
+        assert_eq!(os_call(&mut p, &mut rt, 0x2028, &[0x8000_0000], 1), [0]);
+        assert_eq!(
+            os_call(&mut p, &mut rt, 0x2026, &[0x1000, hi, lo], 5)[..2],
+            [0, 1]
+        );
+        let created = os_call(&mut p, &mut rt, 0x2027, &[0x1000, hi, lo, 16, 30], 4);
+        assert_eq!(
+            created,
+            [0, 0x8000_0000, 0, 0],
+            "window at bus 0 on the freed LIOBN"
+        );
+        assert_eq!(p.phbs[0].tables[0].page_shift, 16);
+        let text = p.console_text();
+        assert!(
+            text.contains("rtas: ibm,query-pe-dma-window(1000 8000000 20000000) = 0 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rtas: ibm,create-pe-dma-window(1000 8000000 20000000 10 1e) = 0 80000000 0 0"
+            ),
+            "{text}"
         );
     }
 }
