@@ -143,6 +143,33 @@ fn slof_linux_6_12_64k_nvme_ddw() {
     dma_line(&run, &["nvme", "ibm,create-pe-dma-window(", "returned 0"]);
 }
 
+/// The guest's own check is not vacuous: a disk whose seed was altered on
+/// the host gives `FAIL disk:seed` (the write check still passes).
+#[test]
+fn slof_linux_6_1_detects_a_corrupted_seed() {
+    let img = ensure(Kernel::V6_1);
+    let disk = Disk::temp("corrupt").unwrap();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk.path)
+            .unwrap();
+        f.seek(SeekFrom::Start(guest::SEED_OFFSET + 12345)).unwrap();
+        f.write_all(&[!guest::seed_pattern()[12345]]).unwrap();
+    }
+    let mut m = img.config(Firmware::Slof, Some(&disk), "").start();
+    let run = guest::run_to_poweroff(&mut m, STEP_SECS);
+    let r = &run.report;
+    assert!(!r.pass && !r.seed_ok && r.write_ok, "{}", run.log);
+    assert!(
+        r.fail.as_deref().unwrap_or("").contains("disk:seed"),
+        "{}",
+        run.log
+    );
+    assert!(disk.verify_seed().is_err());
+}
+
 /// The shell mode reaches an interactive prompt and powers off on request.
 #[test]
 fn slof_linux_6_1_shell_mode() {

@@ -41,8 +41,8 @@ fn main() {
         }
         Some("verify-disk") => {
             let path = args.get(1).unwrap_or_else(|| usage());
-            let d =
-                guest::Disk::open(path.as_ref()).unwrap_or_else(|e| fail(format!("guest: {e}")));
+            let d = guest::Disk::open(path.as_ref())
+                .unwrap_or_else(|e| fail(format!("guest: {path}: {e}")));
             match d.verify_after_guest() {
                 Ok(()) => println!("{path}: seed and guest data OK"),
                 Err(e) => fail(format!("guest: {e}")),
