@@ -134,11 +134,55 @@ impl Tree {
         Ok(())
     }
 
+    /// The strings block and each property name's offset in it.  Every
+    /// name is stored once, and a name that is the tail of another
+    /// (`phandle` of `linux,phandle`) points into that one, as libfdt also
+    /// does.  Names appear in order of first use.
+    fn strings_block(&self) -> (Vec<u8>, BTreeMap<&str, u32>) {
+        let mut names: Vec<&str> = Vec::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for i in self.descendants_idx(self.root) {
+            for p in &self.n(i).props {
+                if seen.insert(p.name.as_str()) {
+                    names.push(&p.name);
+                }
+            }
+        }
+        // Sorted by reversed bytes, a name is followed by the names that end
+        // with it; the last of such a run holds all the others.
+        let mut by_tail: Vec<usize> = (0..names.len()).collect();
+        by_tail.sort_by(|&a, &b| names[a].bytes().rev().cmp(names[b].bytes().rev()));
+        let mut host: Vec<usize> = (0..names.len()).collect();
+        for k in (0..by_tail.len().saturating_sub(1)).rev() {
+            let (this, next) = (by_tail[k], by_tail[k + 1]);
+            if names[next].ends_with(names[this]) {
+                host[this] = host[next];
+            }
+        }
+        let mut block = Vec::new();
+        let mut host_off = alloc::vec![0u32; names.len()];
+        for (i, name) in names.iter().enumerate() {
+            if host[i] == i {
+                host_off[i] = block.len() as u32;
+                block.extend_from_slice(name.as_bytes());
+                block.push(0);
+            }
+        }
+        let offsets = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let h = host[i];
+                (*name, host_off[h] + (names[h].len() - name.len()) as u32)
+            })
+            .collect();
+        (block, offsets)
+    }
+
     /// Flatten into a v17 blob.
     pub fn to_fdt(&self) -> Vec<u8> {
+        let (strings, string_off) = self.strings_block();
         let mut structs: Vec<u8> = Vec::with_capacity(self.bytes);
-        let mut strings: Vec<u8> = Vec::new();
-        let mut string_off: BTreeMap<&str, u32> = BTreeMap::new();
         let put = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_be_bytes());
         let pad = |v: &mut Vec<u8>| v.resize(v.len().next_multiple_of(4), 0);
 
@@ -151,12 +195,7 @@ impl Tree {
             structs.push(0);
             pad(&mut structs);
             for p in &n.props {
-                let off = *string_off.entry(p.name.as_str()).or_insert_with(|| {
-                    let off = strings.len() as u32;
-                    strings.extend_from_slice(p.name.as_bytes());
-                    strings.push(0);
-                    off
-                });
+                let off = string_off.get(p.name.as_str()).copied().unwrap_or(0);
                 put(&mut structs, 3); // FDT_PROP
                 put(&mut structs, p.value.len() as u32);
                 put(&mut structs, off);
@@ -245,6 +284,22 @@ mod tests {
         assert_eq!(h.off_mem_rsvmap, 40);
         // "compatible" is stored once.
         assert_eq!(h.size_dt_strings as usize, "compatible\0".len());
+        // Tails share: "phandle" lives inside "linux,phandle".
+        t.set_prop_u32(c, "linux,phandle", 0x77).unwrap();
+        t.set_prop_u32(c, "phandle", 0x77).unwrap();
+        t.set_prop_u32(c, "ibm,phandle", 0x77).unwrap();
+        let b2 = t.to_fdt();
+        let f2 = Fdt::new(&b2).unwrap();
+        assert_eq!(
+            f2.header().size_dt_strings as usize,
+            "compatible\0linux,phandle\0ibm,phandle\0".len()
+        );
+        let chosen = f2.find_node("/chosen").unwrap().unwrap();
+        let names: Vec<_> = f2.props(&chosen).map(|p| p.unwrap().0).collect();
+        assert_eq!(
+            names,
+            ["compatible", "linux,phandle", "phandle", "ibm,phandle"]
+        );
         assert_eq!(h.off_dt_strings, h.off_dt_struct + h.size_dt_struct);
         let t2 = Tree::from_fdt(&blob).unwrap();
         assert_eq!(t2.reserve_map(), t.reserve_map());
