@@ -25,12 +25,18 @@ _boot:
 1:
     mfsprg1 %r31                     /* %r31 = flattened tree from QEMU */
 
-    /* 64-bit mode (MSR[SF]) and machine checks (MSR[ME]) before any Rust code. */
+    /* 64-bit mode (MSR[SF]) and machine checks (MSR[ME]) before any Rust
+     * code; floating point and vector off (QEMU >= 9.0 enters with MSR[FP]
+     * set, older QEMU without): the firmware uses neither, and a stray use
+     * then traps the same way on every QEMU. */
     mfmsr   %r11
     li      %r12, 1
     rldicr  %r12, %r12, 63, 0
     or      %r11, %r11, %r12
     ori     %r11, %r11, 0x1000
+    lis     %r12, 0x0280                /* MSR[VEC] 0x02000000 | MSR[VSX] 0x00800000 */
+    ori     %r12, %r12, 0x2000          /* MSR[FP] */
+    andc    %r11, %r11, %r12
     mtmsrd  %r11
     isync
 

@@ -12,11 +12,13 @@ pub mod cif;
 pub mod console;
 pub mod devtree;
 pub mod exception;
+pub mod firmware;
 pub mod hcall;
 pub mod memory;
 pub mod options;
 pub mod platform;
 pub mod rtas;
+pub mod summary;
 pub mod tce;
 
 #[cfg(any(test, feature = "fake"))]

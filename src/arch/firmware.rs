@@ -54,3 +54,28 @@ pub fn layout() -> Layout {
         }
     }
 }
+
+/// Raise a Program interrupt (a trap), for `debug-exception=program`.
+pub fn force_program_interrupt() {
+    // SAFETY: deliberately traps into the firmware's own vector 0x700, which
+    // reports and ends the machine.
+    unsafe { core::arch::asm!("trap", options(nostack)) };
+}
+
+/// Raise a Floating-Point Unavailable interrupt (MSR[FP] is off), for
+/// `debug-exception=fp`.
+pub fn force_fp_unavailable() {
+    // SAFETY: as above, vector 0x800.
+    unsafe { core::arch::asm!("fmr 0, 0", options(nostack)) };
+}
+
+extern "C" {
+    static __client_stack_bottom: u8;
+    static __client_stack_top: u8;
+}
+
+/// The stack a client program starts on.
+pub fn client_stack() -> Range {
+    // SAFETY: only the addresses of linker-defined symbols are taken.
+    unsafe { Range::new(sym(&__client_stack_bottom), sym(&__client_stack_top) - sym(&__client_stack_bottom)) }
+}

@@ -115,6 +115,40 @@ impl Memory for RealMemory {
     }
 }
 
+/// A read-only view of `len` bytes of physical memory at `addr` (QEMU's
+/// flattened tree, a preloaded image), if that lies in RAM.
+pub fn phys_bytes(addr: u64, len: u64) -> Option<&'static [u8]> {
+    RealMemory::check(addr, usize::try_from(len).ok()?).ok()?;
+    // SAFETY: the range is RAM the firmware does not write while the slice
+    // lives (callers take views of data QEMU loaded and nothing else owns).
+    Some(unsafe { core::slice::from_raw_parts(addr as usize as *const u8, len as usize) })
+}
+
+/// Make instructions the firmware wrote at `addr..addr+len` visible to
+/// instruction fetch (Power ISA Book II §1.8: dcbst, sync, icbi, isync).
+pub fn sync_icache(addr: u64, len: u64) {
+    const LINE: u64 = 128;
+    let start = addr & !(LINE - 1);
+    let end = addr.saturating_add(len);
+    let mut a = start;
+    while a < end {
+        // SAFETY: cache-block operations on RAM the caller just wrote; they do
+        // not change memory contents.
+        unsafe { asm!("dcbst 0, {0}", in(reg) a, options(nostack)) };
+        a += LINE;
+    }
+    // SAFETY: ordering barrier only.
+    unsafe { asm!("sync", options(nostack)) };
+    let mut a = start;
+    while a < end {
+        // SAFETY: as above.
+        unsafe { asm!("icbi 0, {0}", in(reg) a, options(nostack)) };
+        a += LINE;
+    }
+    // SAFETY: context synchronisation only.
+    unsafe { asm!("sync", "isync", options(nostack)) };
+}
+
 /// Read the timebase (mftb).
 pub fn timebase() -> u64 {
     let tb: u64;

@@ -1,0 +1,287 @@
+//! The firmware's start-up sequence and state (the order SLOF and QEMU expect,
+//! QEMU pseries contract §1; the developers' guide "what it does, end to end"):
+//! live tree from QEMU's flattened tree → console → RTAS tokens → options from
+//! NVRAM → the DMA-window model → TCE tables cleared → the properties papr-fw
+//! decides → the platform summary.  Everything here is plain Rust run against
+//! [`Platform`], so host tests drive it with the fake platform and QEMU's own
+//! trees; `src/main.rs` only adds the target's memory layout and heap.
+
+use crate::console::VTY;
+use crate::devtree::dma::{self, DmaModel, DmaNodeKind};
+use crate::devtree::{FdtError, Tree};
+use crate::memory::Range;
+use crate::options::Options;
+use crate::platform::{Platform, TOKENS};
+use crate::summary::{self, Summary};
+use crate::tce::{TceManager, TceWindow};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::Ordering;
+use log::{info, warn};
+
+/// The firmware's own memory, as the target's linker script and start-up
+/// code laid it out (host tests make one up).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Layout {
+    /// Image, .bss and stacks, from address 0.
+    pub firmware: Range,
+    /// The heap (tree, buffers, DMA memory).
+    pub heap: Range,
+    /// Where QEMU put its flattened tree (free once unflattened).
+    pub fdt: Range,
+    /// The stack a client program starts on.
+    pub client_stack: Range,
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    /// QEMU's tree could not be read.
+    Tree(FdtError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Tree(e) => write!(f, "malformed device tree from QEMU: {e}"),
+        }
+    }
+}
+
+/// Everything the firmware knows once started.
+pub struct Firmware {
+    pub tree: Tree,
+    pub options: Options,
+    pub dma: DmaModel,
+    pub tce: TceManager,
+    pub layout: Layout,
+    /// RAM (all memory nodes) and the RMA.
+    pub ram: Vec<Range>,
+    pub rma: Range,
+    pub timebase_hz: u64,
+    /// Lines of the platform summary, as printed.
+    pub summary: Vec<String>,
+}
+
+/// The RTAS token of `name` in `/rtas`.
+pub fn token(tree: &Tree, name: &str) -> Option<u32> {
+    dma::rtas_token(tree, name)
+}
+
+impl Firmware {
+    /// Bring the firmware up on QEMU's flattened tree `fdt`.
+    pub fn start<P: Platform + ?Sized>(p: &mut P, fdt: &[u8], layout: Layout) -> Result<Self, StartError> {
+        let tree = Tree::from_fdt(fdt).map_err(StartError::Tree)?;
+
+        let con = summary::find_console(&tree);
+        VTY.set_vtermno(con.vtermno);
+
+        for (name, slot) in [
+            ("power-off", &TOKENS.power_off),
+            ("ibm,os-term", &TOKENS.os_term),
+            ("system-reboot", &TOKENS.system_reboot),
+        ] {
+            match token(&tree, name) {
+                Some(t) => slot.store(t, Ordering::Relaxed),
+                None => warn!("/rtas has no {name}; using QEMU's token {:#x}", slot.load(Ordering::Relaxed)),
+            }
+        }
+
+        let options = read_options(p, &tree);
+        if let Ok(Some(level)) = options.get("log-level").map(parse_level).transpose() {
+            log::set_max_level(level);
+        }
+
+        let (ram, rma) = summary::memory_ranges(&tree);
+        let rma = rma.unwrap_or(Range::new(0, 128 << 20));
+        let timebase_hz = summary::timebase_hz(&tree).unwrap_or(512_000_000);
+        let dma = DmaModel::from_tree(&tree);
+
+        let mut fw = Firmware {
+            tree,
+            options,
+            dma,
+            tce: TceManager::new(),
+            layout,
+            ram,
+            rma,
+            timebase_hz,
+            summary: Vec::new(),
+        };
+        fw.present();
+        fw.summary = Summary::new(&fw.tree, &fw.dma).lines;
+        for l in &fw.summary {
+            info!("papr-fw: {l}");
+        }
+        info!("papr-fw: options: {}", fw.options);
+        for k in fw.options.unknown() {
+            warn!("unknown firmware option '{k}' (ignored)");
+        }
+        fw.init_tce(p);
+        Ok(fw)
+    }
+
+    /// The DMA windows QEMU set up, registered with the TCE layer and cleared
+    /// once (QEMU zeroes them at reset, but a firmware must not rely on what
+    /// was in them: e.g. after a `system-reboot` that QEMU did not reset).
+    fn init_tce<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        let multi = self
+            .tree
+            .find("/rtas")
+            .and_then(|r| self.tree.prop_strings(r, "ibm,hypertas-functions"))
+            .is_some_and(|mut f| f.any(|s| s == "hcall-multi-tce"));
+        self.tce.set_multi_tce(multi);
+        for n in &self.dma.nodes {
+            let Some(w) = n.window else { continue };
+            if !matches!(n.kind, DmaNodeKind::Phb | DmaNodeKind::Vio) {
+                continue;
+            }
+            match TceWindow::new(w.liobn, w.bus_addr, w.size, 12) {
+                Ok(tw) => {
+                    if let Err(e) = self.tce.add_window(tw) {
+                        warn!("tce: {}: {e}", n.path);
+                    }
+                }
+                Err(e) => warn!("tce: {}: {e}", n.path),
+            }
+        }
+        let start = p.timebase();
+        let (mut entries, mut calls, mut windows) = (0u64, 0u64, 0u32);
+        for r in self.tce.clear_all(p) {
+            match r {
+                Ok(s) => {
+                    log::debug!("tce: {s}");
+                    entries += s.entries;
+                    calls += s.hcalls;
+                    windows += 1;
+                }
+                Err(e) => warn!("tce: clearing a window failed: {e}"),
+            }
+        }
+        let us = p.timebase().wrapping_sub(start) * 1_000_000 / self.timebase_hz.max(1);
+        info!("papr-fw: tce: cleared {windows} windows, {entries} entries in {calls} calls, {us} us");
+    }
+
+    /// Write the properties whose values papr-fw decides rather than takes
+    /// from QEMU.  Called at start and again after every merge of a platform
+    /// tree (CAS), since a merge restores the platform's values.
+    pub fn present(&mut self) {
+        self.fix_lrdr_capacity();
+    }
+
+    /// QEMU writes `/rtas/ibm,lrdr-capacity` with a maximum address of 0 when
+    /// the machine has no hot-pluggable memory; Linux ≥ 6.x sizes its dynamic
+    /// DMA window from it and asks for a window of 2^0 bytes.  Present the top
+    /// of RAM (including any hot-pluggable range) instead.
+    fn fix_lrdr_capacity(&mut self) {
+        let Some(rtas) = self.tree.find("/rtas") else { return };
+        let Some(v) = self.tree.prop(rtas, "ibm,lrdr-capacity") else { return };
+        if v.len() < 8 {
+            return;
+        }
+        let max = u64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8]));
+        let ram_top = self.ram.iter().map(|r| r.end()).max().unwrap_or(0);
+        if max >= ram_top {
+            return;
+        }
+        let mut fixed = v.to_vec();
+        fixed[..8].copy_from_slice(&ram_top.to_be_bytes());
+        if self.tree.set_prop(rtas, "ibm,lrdr-capacity", &fixed).is_ok() {
+            info!(
+                "papr-fw: /rtas/ibm,lrdr-capacity maximum address {max:#x} from QEMU is below the top of RAM; presenting {ram_top:#x}"
+            );
+        }
+    }
+}
+
+fn parse_level(v: &str) -> Result<log::LevelFilter, ()> {
+    match v {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        _ => Err(()),
+    }
+}
+
+/// The `-prom-env` options, from the NVRAM device QEMU puts under `/vdevice`.
+fn read_options<P: Platform + ?Sized>(p: &mut P, tree: &Tree) -> Options {
+    let nvram = tree.nodes().find(|n| tree.prop_str(*n, "device_type") == Some("nvram"));
+    let (Some(node), Some(fetch)) = (nvram, token(tree, "nvram-fetch")) else {
+        info!("papr-fw: no NVRAM; options keep their defaults");
+        return Options::default();
+    };
+    let size = tree.prop_u32(node, "#bytes").unwrap_or(0);
+    match Options::fetch(p, fetch, size) {
+        Ok(o) => o,
+        Err(e) => {
+            warn!("reading options from NVRAM: {e}");
+            Options::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakePlatform;
+
+    pub fn golden(name: &str) -> Vec<u8> {
+        let path = alloc::format!("{}/qemu-tests/trees/{name}.dtb", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn starts_on_qemu_trees_and_clears_windows() {
+        for name in ["qemu-7.2-default", "qemu-10.0-phb2", "qemu-7.2-devices"] {
+            let mut p = FakePlatform::new(64 << 20);
+            p.set_prom_env(&["dma-selftest=on", "no-such-option=1"]);
+            // Something left in the default window (as after a reboot QEMU did
+            // not reset): the start-up clear must remove it.
+            let liobn = 0x8000_0000;
+            p.tce_table(liobn).unwrap().entries.insert(5, 0x1003);
+            let fw = Firmware::start(&mut p, &golden(name), Layout::default()).unwrap();
+            assert_eq!(fw.options.get("dma-selftest"), Some("on"));
+            assert_eq!(p.tce_table(liobn).unwrap().mapped(), 0, "{name}");
+            assert!(fw.summary.iter().any(|l| l.starts_with("platform: ")), "{name}");
+            assert!(fw.tce.windows().len() >= 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn lrdr_capacity_is_the_top_of_ram() {
+        let mut p = FakePlatform::new(64 << 20);
+        let fw = Firmware::start(&mut p, &golden("qemu-7.2-default"), Layout::default()).unwrap();
+        let rtas = fw.tree.find("/rtas").unwrap();
+        let v = fw.tree.prop(rtas, "ibm,lrdr-capacity").unwrap();
+        assert_eq!(&v[..8], &(512u64 << 20).to_be_bytes());
+        assert_eq!(&v[8..], &[0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 1], "the rest is QEMU's");
+    }
+
+    #[test]
+    fn tokens_and_console_come_from_the_tree() {
+        let mut p = FakePlatform::new(64 << 20);
+        let mut t = Tree::from_fdt(&golden("qemu-7.2-kernel")).unwrap();
+        let rtas = t.find("/rtas").unwrap();
+        t.set_prop_u32(rtas, "power-off", 0x2222).unwrap();
+        let _ = Firmware::start(&mut p, &t.to_fdt(), Layout::default()).unwrap();
+        assert_eq!(TOKENS.power_off.load(Ordering::Relaxed), 0x2222);
+        assert_eq!(VTY.vtermno(), 0x7100_0000);
+        TOKENS.power_off.store(crate::platform::QEMU_POWER_OFF, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn malformed_trees_are_errors() {
+        let mut p = FakePlatform::new(64 << 20);
+        let good = golden("qemu-7.2-default");
+        let mut bad = good.clone();
+        bad[0] = 0;
+        let Err(e) = Firmware::start(&mut p, &bad, Layout::default()) else { panic!("bad magic accepted") };
+        assert!(e.to_string().contains("magic"), "{e}");
+        assert!(Firmware::start(&mut p, &good[..100], Layout::default()).is_err());
+        let mut bad = good.clone();
+        bad[8..12].copy_from_slice(&0xffff_fff0u32.to_be_bytes()); // off_dt_struct
+        assert!(Firmware::start(&mut p, &bad, Layout::default()).is_err());
+    }
+}
