@@ -5,6 +5,8 @@
 # the seed corpus of fuzz/.
 #
 #   qemu-tests/trees/dump.sh            # (re)writes qemu-tests/trees/*.dtb
+#   qemu-tests/trees/dump.sh --huge F   # QEMU 7.2's largest tree to F (not
+#                                       # committed; for the benchmark)
 #
 # QEMU 7.2 dumps with `-M pseries,dumpdtb=FILE`.  QEMU 10.0 moved `dumpdtb=` to
 # generic code that runs before the spapr machine builds its tree at reset
@@ -84,6 +86,18 @@ dump() { # dump <version> <name> <args...>
     fi
     printf '%-28s %6d bytes\n' "$(basename "$out")" "$(stat -c %s "$out")"
 }
+
+if [ "${1:-}" = --huge ]; then
+    # 1024 CPUs (pseries' maximum), 8 PHBs, 1 TiB of hot-pluggable memory:
+    # about 0.8 MB, near QEMU's 1 MiB FDT_MAX_SIZE.
+    huge="${base[*]} -smp 1024 -m 4G,maxmem=1T,slots=4"
+    for i in 1 2 3 4 5 6 7; do huge+=" -device spapr-pci-host-bridge,index=$i"; done
+    # shellcheck disable=SC2086
+    "$q72" -M "pseries,dumpdtb=$2" -display none $huge >"$tmp/log" 2>&1 || true
+    dtc -I dtb -O dts "$2" >/dev/null 2>&1 || { cat "$tmp/log" >&2; exit 1; }
+    printf '%s %d bytes\n' "$2" "$(stat -c %s "$2")"
+    exit 0
+fi
 
 for name in default smp4 mem4g phb2 devices ddw-off power8 power10 xive kernel large; do
     # shellcheck disable=SC2086  # the configurations are word lists

@@ -336,9 +336,17 @@ pub struct FdtNode<'a> {
     body: usize,
     /// Depth of the node (root = 1).
     depth: usize,
+    /// The parent's `#address-cells` and `#size-cells`, or why they could
+    /// not be read.
+    parent_cells: Result<(u32, u32), FdtError>,
+}
+
+impl FdtNode<'_> {
     /// The parent's `#address-cells` and `#size-cells` (IEEE 1275 defaults
-    /// 2 and 1 for the root), which `reg` is decoded with.
-    pub parent_cells: (u32, u32),
+    /// 2 and 1; the defaults for the root), which `reg` is decoded with.
+    pub fn parent_cells(&self) -> Result<(u32, u32), FdtError> {
+        self.parent_cells
+    }
 }
 
 fn be32(b: &[u8], off: usize) -> Option<u32> {
@@ -550,7 +558,7 @@ impl<'a> Fdt<'a> {
                 offset,
                 body: w.pos,
                 depth: 1,
-                parent_cells: (2, 1),
+                parent_cells: Ok((2, 1)),
             }),
             Some(Err(e)) => Err(e),
             _ => Err(FdtError::NoRoot),
@@ -600,12 +608,12 @@ impl<'a> Fdt<'a> {
     }
 
     /// The children of `node`, in blob order.
-    pub fn children(&self, node: &FdtNode<'a>) -> Result<Children<'a>, FdtError> {
-        Ok(Children {
+    pub fn children(&self, node: &FdtNode<'a>) -> Children<'a> {
+        Children {
             walker: self.walk_node(node),
             level: node.depth,
-            cells: self.cells(node)?,
-        })
+            cells: self.cells(node),
+        }
     }
 
     /// Find a node by absolute path (IEEE 1275 matching, see
@@ -617,16 +625,23 @@ impl<'a> Fdt<'a> {
         let mut node = self.root()?;
         for comp in path::components(path) {
             let comp = Component::parse(comp);
-            let mut fuzzy = None;
+            // Exact names first, then the IEEE 1275 rule.
             let mut exact = None;
-            for child in self.children(&node)? {
+            for child in self.children(&node) {
                 let child = child?;
                 if child.name == comp.full {
                     exact = Some(child);
                     break;
                 }
-                if fuzzy.is_none() && comp.matches(child.name) {
-                    fuzzy = Some(child);
+            }
+            let mut fuzzy = None;
+            if exact.is_none() {
+                for child in self.children(&node) {
+                    let child = child?;
+                    if comp.matches(child.name) {
+                        fuzzy = Some(child);
+                        break;
+                    }
                 }
             }
             match exact.or(fuzzy) {
@@ -650,7 +665,7 @@ impl<'a> Fdt<'a> {
     /// (enough for `/memory` and the other root children).  An absent `reg`
     /// gives no entries.
     pub fn reg(&self, node: &FdtNode<'a>) -> Result<RegIter<'a>, FdtError> {
-        let (ac, sc) = node.parent_cells;
+        let (ac, sc) = node.parent_cells?;
         if ac > 2 || sc > 2 || ac + sc == 0 {
             return Err(FdtError::UnsupportedCells {
                 address_cells: ac,
@@ -884,7 +899,7 @@ impl<'a> Iterator for Props<'a> {
 pub struct Children<'a> {
     walker: Walker<'a>,
     level: usize,
-    cells: (u32, u32),
+    cells: Result<(u32, u32), FdtError>,
 }
 
 impl<'a> Iterator for Children<'a> {
@@ -957,7 +972,7 @@ mod tests {
         assert_eq!(root.name, "");
         assert_eq!(fdt.cells(&root).unwrap(), (2, 2));
         let mem = fdt.find_node("/memory@0").unwrap().unwrap();
-        assert_eq!(mem.parent_cells, (2, 2));
+        assert_eq!(mem.parent_cells(), Ok((2, 2)));
         let reg: Vec<_> = fdt.reg(&mem).unwrap().collect();
         // QEMU describes the first (RMA-sized) block as memory@0 ...
         assert_eq!(reg[0].0, 0);

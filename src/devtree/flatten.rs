@@ -16,6 +16,35 @@ use super::tree::{
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+/// The names seen so far in one node (children or properties): a short
+/// array scanned linearly (no allocation for ordinary nodes), a set once a
+/// node has many, so a hostile blob cannot make the duplicate check
+/// quadratic.
+#[derive(Default)]
+struct Names<'a> {
+    few: [&'a str; 16],
+    len: usize,
+    many: BTreeSet<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    /// False if `name` was seen before.
+    fn insert(&mut self, name: &'a str) -> bool {
+        if self.len < self.few.len() {
+            if self.few[..self.len].contains(&name) {
+                return false;
+            }
+            self.few[self.len] = name;
+            self.len += 1;
+            return true;
+        }
+        if self.many.is_empty() {
+            self.many.extend(self.few.iter().copied());
+        }
+        self.many.insert(name)
+    }
+}
+
 impl Tree {
     /// Unflatten a blob.  Everything [`Fdt::new`] checks, plus the tree
     /// limits ([`MAX_NODES`], [`MAX_PROP_LEN`], [`MAX_TREE_BYTES`]), unique
@@ -32,14 +61,14 @@ impl Tree {
         // order in a new tree), for error messages.
         let mut offsets: Vec<usize> = Vec::new();
         // Open nodes: (slot index, names of its children, names of its props).
-        let mut stack: Vec<(u32, BTreeSet<&str>, BTreeSet<&str>)> = Vec::new();
+        let mut stack: Vec<(u32, Names, Names)> = Vec::new();
         for token in fdt.walk() {
             match token? {
                 Token::BeginNode { offset, name } => {
                     let Some((parent, child_names, _)) = stack.last_mut() else {
                         // The root (the walker guarantees exactly one).
                         offsets.push(offset);
-                        stack.push((tree.root, BTreeSet::new(), BTreeSet::new()));
+                        stack.push((tree.root, Names::default(), Names::default()));
                         continue;
                     };
                     if !child_names.insert(name) {
@@ -56,7 +85,7 @@ impl Tree {
                     let parent = *parent;
                     let idx = tree.alloc_node(parent, name.into(), Origin::Platform);
                     offsets.push(offset);
-                    stack.push((idx, BTreeSet::new(), BTreeSet::new()));
+                    stack.push((idx, Names::default(), Names::default()));
                 }
                 Token::Prop {
                     offset,

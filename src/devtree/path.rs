@@ -153,19 +153,18 @@ impl Tree {
         if c.full.is_empty() {
             return None;
         }
-        let mut fuzzy = None;
-        let mut next = self.n(parent).first_child;
-        while let Some(i) = next {
-            let name = self.n(i).name.as_str();
-            if name == c.full {
-                return Some(i);
-            }
-            if fuzzy.is_none() && c.matches(name) {
-                fuzzy = Some(i);
-            }
-            next = self.n(i).next;
-        }
-        fuzzy
+        let children = || {
+            let mut next = self.n(parent).first_child;
+            core::iter::from_fn(move || {
+                let i = next?;
+                next = self.n(i).next;
+                Some(i)
+            })
+        };
+        // Exact names first (a plain comparison), then the IEEE 1275 rule.
+        children()
+            .find(|&i| self.n(i).name == c.full)
+            .or_else(|| children().find(|&i| c.matches(&self.n(i).name)))
     }
 
     /// Resolve a path (IEEE 1275 `finddevice`): absolute, or starting with
