@@ -663,7 +663,8 @@ impl<'a> Fdt<'a> {
     /// The `reg` entries of `node` as (address, size), decoded with its
     /// parent's cell counts; only counts up to 2 cells are supported here
     /// (enough for `/memory` and the other root children).  An absent `reg`
-    /// gives no entries.
+    /// gives no entries.  A malformed `#address-cells`/`#size-cells` on the
+    /// parent is reported here (finding nodes does not need them).
     pub fn reg(&self, node: &FdtNode<'a>) -> Result<RegIter<'a>, FdtError> {
         let (ac, sc) = node.parent_cells?;
         if ac > 2 || sc > 2 || ac + sc == 0 {

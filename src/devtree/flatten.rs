@@ -251,8 +251,10 @@ impl Tree {
         }
         put(&mut structs, 9); // FDT_END
 
+        // A zero-sized entry would read back as the map's terminator.
+        let reserve: Vec<_> = self.reserve.iter().filter(|e| e.size != 0).collect();
         let off_rsvmap = HEADER_SIZE;
-        let off_struct = off_rsvmap + (self.reserve.len() + 1) * 16;
+        let off_struct = off_rsvmap + (reserve.len() + 1) * 16;
         let off_strings = off_struct + structs.len();
         let total = off_strings + strings.len();
         let mut out = Vec::with_capacity(total);
@@ -270,7 +272,7 @@ impl Tree {
         ] {
             put(&mut out, field);
         }
-        for e in &self.reserve {
+        for e in reserve {
             out.extend_from_slice(&e.address.to_be_bytes());
             out.extend_from_slice(&e.size.to_be_bytes());
         }
@@ -333,5 +335,11 @@ mod tests {
         let t2 = Tree::from_fdt(&blob).unwrap();
         assert_eq!(t2.reserve_map(), t.reserve_map());
         assert_eq!(t2.boot_cpuid_phys(), 8);
+        // Empty reservations are not written (one would end the map).
+        t.add_reserve(0, 0);
+        t.add_reserve(0x80_0000, 0x1000);
+        let t3 = Tree::from_fdt(&t.to_fdt()).unwrap();
+        assert_eq!(t3.reserve_map().len(), 2);
+        assert_eq!(t3.reserve_map()[1].address, 0x80_0000);
     }
 }

@@ -62,7 +62,8 @@ use core::fmt;
 /// Why a tree operation was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TreeError {
-    /// The handle refers to a removed node (or another tree's).
+    /// The handle refers to a removed node.  (Handles are only meaningful
+    /// for the tree that issued them.)
     StaleNode,
     /// Empty, non-printable, or (for nodes) containing `/` or `:`.
     BadName,
