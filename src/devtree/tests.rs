@@ -107,6 +107,64 @@ fn golden_trees_round_trip_through_dtc() {
     }
 }
 
+/// `dtc -I dtb -O dtb <args>` of `blob`.
+fn dtc_dtb(blob: &[u8], args: &[&str], tag: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir();
+    let (src, dst) = (
+        dir.join(format!("papr-devtree-{}-{tag}-in.dtb", std::process::id())),
+        dir.join(format!("papr-devtree-{}-{tag}-out.dtb", std::process::id())),
+    );
+    std::fs::write(&src, blob).unwrap();
+    let st = Command::new("dtc")
+        .args(["-q", "-I", "dtb", "-O", "dtb"])
+        .args(args)
+        .arg("-o")
+        .arg(&dst)
+        .arg(&src)
+        .status()
+        .expect("dtc (device-tree-compiler) is missing: run qemu-tests/setup.sh");
+    assert!(st.success(), "dtc {args:?} failed");
+    let out = std::fs::read(&dst).unwrap();
+    let _ = std::fs::remove_file(&src);
+    let _ = std::fs::remove_file(&dst);
+    out
+}
+
+#[test]
+fn v16_and_padded_blobs_from_dtc() {
+    let blob = golden("qemu-7.2-phb2");
+    let want = Tree::from_fdt(blob).unwrap().to_fdt();
+    // dtc's own v16 output (36-byte header, no size_dt_struct) and blobs
+    // with free space after the strings or a bigger reserve map.
+    for (args, tag) in [
+        (&["-V", "16"][..], "v16"),
+        (&["-p", "4096"][..], "padded"),
+        (&["-R", "4"][..], "reserve"),
+    ] {
+        let b = dtc_dtb(blob, args, tag);
+        let fdt = Fdt::new(&b).unwrap_or_else(|e| panic!("{tag}: {e}"));
+        if tag == "v16" {
+            assert_eq!(fdt.header().version, 16);
+        }
+        let t = Tree::from_fdt(&b).unwrap_or_else(|e| panic!("{tag}: {e}"));
+        assert_eq!(t.to_fdt(), want, "{tag}");
+    }
+}
+
+#[test]
+fn unknown_struct_size_is_accepted() {
+    // prom_init leaves size_dt_struct 0 in a v17 header; a v16 header has
+    // no such field.  Both read as "up to the strings block".
+    let blob = golden("qemu-10.0-default");
+    let want = Tree::from_fdt(blob).unwrap().to_fdt();
+    let mut b = blob.to_vec();
+    b[36..40].copy_from_slice(&[0; 4]);
+    assert_eq!(Tree::from_fdt(&b).unwrap().to_fdt(), want);
+    b[20..24].copy_from_slice(&16u32.to_be_bytes());
+    b[24..28].copy_from_slice(&16u32.to_be_bytes());
+    assert_eq!(Tree::from_fdt(&b).unwrap().to_fdt(), want);
+}
+
 #[test]
 fn golden_trees_have_long_and_empty_properties() {
     let t = tree("qemu-7.2-default");
