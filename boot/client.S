@@ -125,21 +125,6 @@ enter_client:
     li      %r12, 0
     rfid
 
-/*
- * The RTAS entry the client-interface method instantiate-rtas copies into the
- * OS's RTAS area until the firmware-resident RTAS takes over: the OS calls it
- * with %r3 = argument block; QEMU runs the call (KVMPPC_H_RTAS).  20 bytes,
- * well inside the 48 bytes before QEMU's FWNMI log (contract §2.2).
- */
-    .globl  rtas_stub, rtas_stub_end
-rtas_stub:
-    mr      %r4, %r3
-    lis     %r3, 0
-    ori     %r3, %r3, 0xf000
-    sc      1
-    blr
-rtas_stub_end:
-
     .section .bss
     .balign 8
 cif_save:

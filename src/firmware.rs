@@ -6,12 +6,15 @@
 //! [`Platform`], so host tests drive it with the fake platform and QEMU's own
 //! trees; `src/main.rs` only adds the target's memory layout and heap.
 
+use crate::cif::Client;
 use crate::console::VTY;
 use crate::devtree::dma::{self, DmaModel, DmaNodeKind};
 use crate::devtree::{FdtError, Tree};
 use crate::memory::Range;
 use crate::options::Options;
 use crate::platform::{Platform, TOKENS};
+use crate::rtas::ddw::{DdwConfig, DdwPlatform, DdwTokens, DefaultWindow, PeConfig};
+use crate::rtas::policy::DdwPolicy;
 use crate::summary::{self, Summary};
 use crate::tce::{TceManager, TceWindow};
 use alloc::string::String;
@@ -61,6 +64,13 @@ pub struct Firmware {
     pub timebase_hz: u64,
     /// Lines of the platform summary, as printed.
     pub summary: Vec<String>,
+    /// The DMA-window personality (`ddw-*` options).
+    pub policy: DdwPolicy,
+    /// The client interface.
+    pub client: Client,
+    /// The packed resident RTAS runtime (`rtas::resident::Blob`); empty when
+    /// the image was built without one.
+    pub rtas_blob: &'static [u8],
 }
 
 /// The RTAS token of `name` in `/rtas`.
@@ -96,6 +106,10 @@ impl Firmware {
         let rma = rma.unwrap_or(Range::new(0, 128 << 20));
         let timebase_hz = summary::timebase_hz(&tree).unwrap_or(512_000_000);
         let dma = DmaModel::from_tree(&tree);
+        let policy = DdwPolicy::from_options(options.iter()).unwrap_or_else(|e| {
+            warn!("{e}; DMA-window options ignored");
+            DdwPolicy::default()
+        });
 
         let mut fw = Firmware {
             tree,
@@ -107,6 +121,9 @@ impl Firmware {
             rma,
             timebase_hz,
             summary: Vec::new(),
+            policy,
+            client: Client::default(),
+            rtas_blob: &[],
         };
         fw.present();
         fw.summary = Summary::new(&fw.tree, &fw.dma).lines;
@@ -167,6 +184,50 @@ impl Firmware {
     /// tree (CAS), since a merge restores the platform's values.
     pub fn present(&mut self) {
         self.fix_lrdr_capacity();
+        self.present_ddw_extensions();
+    }
+
+    /// With `ddw-lam=on`, advertise the limited-address-mode extension on
+    /// every PHB that has the reset extension.
+    fn present_ddw_extensions(&mut self) {
+        if !self.policy.lam {
+            return;
+        }
+        let phbs: Vec<_> = self
+            .dma
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.node, n.ddw?.ext.reset?)))
+            .collect();
+        for (node, reset) in phbs {
+            let cells: Vec<u8> = self.policy.ddw_extensions(reset).iter().flat_map(|c| c.to_be_bytes()).collect();
+            let _ = self.tree.set_prop(node, dma::DDW_EXTENSIONS, &cells);
+        }
+    }
+
+    /// The DMA-window model the resident RTAS starts from: every PHB with
+    /// `ibm,ddw-applicable` is a PE with its default window, and the policy.
+    /// None when no PHB offers dynamic windows (every call is forwarded).
+    pub fn ddw_config(&self) -> Option<DdwConfig> {
+        let mut tokens = None;
+        let mut pes = Vec::new();
+        for n in &self.dma.nodes {
+            let (Some(ddw), Some(buid), Some(w)) = (n.ddw, n.buid, n.window) else { continue };
+            tokens.get_or_insert(DdwTokens {
+                query: ddw.query,
+                create: ddw.create,
+                remove: ddw.remove,
+                reset: ddw.ext.reset,
+            });
+            pes.push(PeConfig {
+                buid,
+                default_window: DefaultWindow { liobn: w.liobn, bus_addr: w.bus_addr, size: w.size },
+                // QEMU's PHBs take hot-plugged devices: any config address.
+                config_addrs: None,
+                dma64_addr: None,
+            });
+        }
+        Some(DdwConfig { platform: DdwPlatform { tokens: tokens?, pes }, policy: self.policy.clone() })
     }
 
     /// QEMU writes `/rtas/ibm,lrdr-capacity` with a maximum address of 0 when

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod boot;
 pub mod cif;
 pub mod console;
 pub mod devtree;

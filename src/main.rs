@@ -16,12 +16,18 @@ mod firmware {
     use papr_fw::console::{VtyLogger, VtyWriter, VTY};
     use papr_fw::devtree::fdt::Fdt;
     use papr_fw::firmware::{Firmware, Layout};
-    use papr_fw::memory::Range;
+    use papr_fw::memory::{Memory, Range};
 
     #[global_allocator]
     static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
 
     static LOGGER: VtyLogger<RealHypervisor> = VtyLogger::new(&VTY);
+
+    /// The firmware's state once started; the client interface works on it.
+    static FIRMWARE: spin::Mutex<Option<Firmware>> = spin::Mutex::new(None);
+
+    /// The packed resident RTAS runtime `cargo fw` built (empty without it).
+    static RTAS_BLOB: &[u8] = include_bytes!(env!("PAPR_RTAS_BLOB"));
 
     /// QEMU puts its tree in the top 2 MiB below min(RMA, 2 GiB) and keeps the
     /// 40 MiB below that free for firmware (FW_OVERHEAD, contract §1.4–1.6).
@@ -88,26 +94,56 @@ mod firmware {
             client_stack: arch::client_stack(),
         };
         let mut p = RealPlatform;
-        let fw = match Firmware::start(&mut p, blob, layout) {
+        let mut fw = match Firmware::start(&mut p, blob, layout) {
             Ok(fw) => fw,
             Err(e) => fatal(format_args!("{e}")),
         };
+        fw.rtas_blob = RTAS_BLOB;
         match fw.options.get("debug-exception") {
             Some("program") => arch::force_program_interrupt(),
             Some("fp") => arch::force_fp_unavailable(),
             Some("off") | None => {}
             Some(other) => log::warn!("debug-exception={other}: expected program, fp or off"),
         }
-        log::info!("papr-fw: nothing to boot (no -kernel); powering off");
+        match papr_fw::boot::preloaded_kernel(&fw.tree, &fw.ram) {
+            Ok(image) => {
+                fw.prepare_client(&image);
+                let stack = layout.client_stack.end() - 256;
+                let _ = p.write_be64(stack, 0);
+                log::info!(
+                    "papr-fw: booting the kernel at {:#x} ({} bytes{}), client interface at {:#x}",
+                    image.entry,
+                    image.image.size,
+                    if image.initrd.size != 0 { ", with initrd" } else { "" },
+                    arch::cif_entry_address()
+                );
+                *FIRMWARE.lock() = Some(fw);
+                arch::start_client(image.entry, image.initrd.base, image.initrd.size, stack)
+            }
+            Err(papr_fw::boot::NoKernel::NotGiven) => {
+                log::info!("papr-fw: nothing to boot (no -kernel); powering off");
+            }
+            Err(papr_fw::boot::NoKernel::Bad(why)) => {
+                log::error!("papr-fw: cannot boot the kernel QEMU loaded: {why}; powering off");
+            }
+        }
         let _ = papr_fw::platform::power_off(&mut p);
         papr_fw::terminate(&mut p, "papr-fw: power-off failed")
     }
 
-    /// Client-interface calls (boot/client.S); the dispatcher comes with the
-    /// client-interface module.
+    /// Client-interface calls (boot/client.S).
     #[no_mangle]
-    extern "C" fn rust_cif_entry(_args: u64) -> i64 {
-        -1
+    extern "C" fn rust_cif_entry(args: u64) -> i64 {
+        let mut p = RealPlatform;
+        let mut guard = FIRMWARE.lock();
+        let Some(fw) = guard.as_mut() else { return -1 };
+        let r = fw.cif_call(&mut p, args);
+        if fw.client.exited {
+            drop(guard);
+            log::error!("papr-fw: the client called exit");
+            papr_fw::terminate(&mut p, "papr-fw: client exit");
+        }
+        r
     }
 
     #[panic_handler]

@@ -25,6 +25,9 @@ pub trait Platform: Hypervisor + Memory {
     fn alloc_phys(&mut self, size: u64, align: u64) -> Option<u64>;
     /// Return memory from [`alloc_phys`](Self::alloc_phys) (same size and align).
     fn free_phys(&mut self, addr: u64, size: u64, align: u64);
+    /// Make code the firmware wrote at `addr..addr+len` executable (instruction
+    /// cache coherence; a no-op where there is no cache to keep coherent).
+    fn sync_icache(&mut self, _addr: u64, _len: u64) {}
 }
 
 /// RTAS tokens the firmware itself needs before and after the tree is read.

@@ -79,3 +79,27 @@ pub fn client_stack() -> Range {
     // SAFETY: only the addresses of linker-defined symbols are taken.
     unsafe { Range::new(sym(&__client_stack_bottom), sym(&__client_stack_top) - sym(&__client_stack_bottom)) }
 }
+
+extern "C" {
+    fn cif_entry();
+    fn enter_client(entry: u64, r3: u64, r4: u64, cif: u64, stack: u64, msr: u64) -> !;
+}
+
+/// The client-interface entry address clients get in r5.
+pub fn cif_entry_address() -> u64 {
+    cif_entry as *const () as u64
+}
+
+/// Start a client program at `entry` in real mode with the MSR SLOF gives
+/// (the current one with SF cleared, i.e. 32-bit mode, and FP on), r3/r4 =
+/// `r3`/`r4`, r5 = the client-interface entry, r1 = `stack`.
+pub fn start_client(entry: u64, r3: u64, r4: u64, stack: u64) -> ! {
+    let msr: u64;
+    // SAFETY: reading the MSR has no side effects.
+    unsafe { core::arch::asm!("mfmsr {0}", out(reg) msr, options(nomem, nostack)) };
+    let msr = (msr & !(1u64 << 63)) | 0x2000;
+    // SAFETY: enter_client (boot/client.S) loads the registers and rfid's to
+    // `entry`, which the caller checked is a loaded image in RAM; the firmware
+    // keeps serving the client through cif_entry.
+    unsafe { enter_client(entry, r3, r4, cif_entry_address(), stack, msr) }
+}

@@ -198,6 +198,9 @@ impl crate::platform::Platform for RealPlatform {
         let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
         (!p.is_null()).then_some(p as u64)
     }
+    fn sync_icache(&mut self, addr: u64, len: u64) {
+        sync_icache(addr, len)
+    }
     fn free_phys(&mut self, addr: u64, size: u64, align: u64) {
         if let Ok(layout) = core::alloc::Layout::from_size_align(size as usize, align as usize) {
             // SAFETY: `addr` came from `alloc_phys` with this size and alignment.
