@@ -247,9 +247,9 @@ impl Firmware {
         }
         let mut fixed = v.to_vec();
         fixed[..8].copy_from_slice(&ram_top.to_be_bytes());
-        if self.tree.set_prop(rtas, "ibm,lrdr-capacity", &fixed).is_ok() {
+        if self.tree.set_prop(rtas, "ibm,lrdr-capacity", &fixed).is_ok() && self.client.calls == 0 {
             info!(
-                "papr-fw: /rtas/ibm,lrdr-capacity maximum address {max:#x} from QEMU is below the top of RAM; presenting {ram_top:#x}"
+                "papr-fw: /rtas/ibm,lrdr-capacity: QEMU's maximum address {max:#x} is below the top of RAM; presenting {ram_top:#x}"
             );
         }
     }

@@ -118,6 +118,15 @@ pub struct Client {
     pub exited: bool,
     /// QEMU's own `rtas-size` (covers its FWNMI areas).
     pub qemu_rtas_size: u32,
+    /// What CAS negotiated.
+    pub cas: Option<CasOutcome>,
+}
+
+/// The outcome of `ibm,client-architecture-support`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CasOutcome {
+    pub radix: bool,
+    pub xive: bool,
 }
 
 /// The programme papr-fw starts: where it is and what it gets.
@@ -689,7 +698,9 @@ impl Firmware {
                 self.present();
                 self.present_client();
                 self.dma = crate::devtree::dma::DmaModel::from_tree(&self.tree);
-                info!(
+                self.client.cas = Some(CasOutcome { radix: v.wants_radix(), xive: v.wants_xive() });
+                // The client is printing a line of its own: details wait for quiesce.
+                log::debug!(
                     "papr-fw: cas: {} MMU, {} interrupts; tree: {} nodes added, {} removed, {} properties set",
                     if v.wants_radix() { "radix" } else { "hash" },
                     if v.wants_xive() { "XIVE" } else { "XICS" },
@@ -737,7 +748,7 @@ impl Firmware {
             }
         };
         p.sync_icache(base, size);
-        info!(
+        log::debug!(
             "papr-fw: rtas: instantiated at {base:#x} ({} bytes, {})",
             size,
             if area.resident { "papr-fw resident RTAS" } else { "forwarding stub" }
@@ -777,13 +788,14 @@ impl Firmware {
         }
         self.tce.release_list_page(p);
         let fdt = self.tree.to_fdt();
+        let mut update = "not sent";
         match p.alloc_phys(fdt.len() as u64, 8) {
             Some(buf) => {
                 if p.write(buf, &fdt).is_ok() {
                     let r = p.hcall(op::KVMPPC_H_UPDATE_DT, &[buf]);
                     match r.rc {
-                        hcall::rc::H_SUCCESS => {}
-                        hcall::rc::H_FUNCTION => info!("quiesce: the platform does not take tree updates"),
+                        hcall::rc::H_SUCCESS => update = "sent to the platform",
+                        hcall::rc::H_FUNCTION => update = "not taken by the platform",
                         rc => warn!("quiesce: H_UPDATE_DT returned {rc} ({})", hcall::rc_name(rc)),
                     }
                 }
@@ -798,7 +810,28 @@ impl Firmware {
                 warn!("quiesce: RTAS quiesce: {e}");
             }
         }
-        crate::console::VTY.set_muted(false);
+        let cas = match self.client.cas {
+            Some(c) => format!(
+                "{} MMU, {}",
+                if c.radix { "radix" } else { "hash" },
+                if c.xive { "XIVE" } else { "XICS" }
+            ),
+            None => String::from("not called"),
+        };
+        let rtas = match self.client.rtas {
+            Some(a) => format!(
+                "{} at {:#x}",
+                if a.resident { "resident" } else { "stub" },
+                a.base
+            ),
+            None => String::from("not instantiated"),
+        };
+        info!(
+            "papr-fw: quiesce after {} client calls: cas {cas}; rtas {rtas}; tree of {} bytes {update}; {} TCE mappings removed",
+            self.client.calls,
+            fdt.len(),
+            st.mappings
+        );
     }
 }
 
