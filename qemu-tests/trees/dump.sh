@@ -5,6 +5,7 @@
 # the seed corpus of fuzz/.
 #
 #   qemu-tests/trees/dump.sh            # (re)writes qemu-tests/trees/*.dtb
+#   qemu-tests/trees/dump.sh bridge     # only the named configurations
 #   qemu-tests/trees/dump.sh --huge F   # QEMU 7.2's largest tree to F (not
 #                                       # committed; for the benchmark)
 #
@@ -65,6 +66,11 @@ for i in 0 1 2 3; do
 done
 for i in 0 1 2 3; do large+=" -device spapr-vscsi -device spapr-vlan"; done
 configs[large]="$large"
+# A PCI-to-PCI bridge with an NVMe and a virtio-net behind it, and an NVMe on
+# the root bus (BAR assignment through bridge windows, src/pci/).
+configs[bridge]="${base[*]} $(blk d0) $(blk d1) -device pci-bridge,chassis_nr=1,id=b1
+  -device nvme,drive=d0,serial=papr0,bus=b1 -device virtio-net-pci,bus=b1
+  -device nvme,drive=d1,serial=papr1"
 
 dump() { # dump <version> <name> <args...>
     local ver=$1 name=$2 out="$here/qemu-$1-$2.dtb"; shift 2
@@ -99,7 +105,9 @@ if [ "${1:-}" = --huge ]; then
     exit 0
 fi
 
-for name in default smp4 mem4g phb2 devices ddw-off power8 power10 xive kernel large; do
+# `dump.sh NAME...` dumps only those configurations.
+names=${*:-default smp4 mem4g phb2 devices ddw-off power8 power10 xive kernel large bridge}
+for name in $names; do
     # shellcheck disable=SC2086  # the configurations are word lists
     dump 7.2 "$name" ${configs[$name]}
     # shellcheck disable=SC2086

@@ -8,6 +8,8 @@
 //! [`FakePlatform::inject_rtas`]) so error paths are tested too.  Each call is
 //! recorded in [`FakePlatform::calls`].
 
+pub mod nvme;
+pub mod pci;
 pub mod phb;
 
 use crate::hcall::{op, rc, HcallReturn, Hypervisor};
@@ -116,6 +118,9 @@ pub struct FakePlatform {
     pub nvram: Vec<u8>,
     pub rtas_tokens: BTreeMap<String, u32>,
     pub phbs: Vec<FakePhb>,
+    /// PCI functions behind the PHBs (config space, BARs, device models);
+    /// none until a test plugs some in ([`FakePlatform::add_function`]).
+    pub pci: pci::FakePci,
     pub calls: Vec<Call>,
     pub ended: Option<Ended>,
     /// Firmware-owned memory for `alloc_phys` (the top quarter of RAM).
@@ -143,6 +148,7 @@ impl FakePlatform {
                 .map(|(n, t)| (n.to_string(), *t))
                 .collect(),
             phbs: alloc::vec![FakePhb::qemu_default(0)],
+            pci: pci::FakePci::default(),
             calls: Vec::new(),
             ended: None,
             phys: {
@@ -309,6 +315,9 @@ impl FakePlatform {
                 0
             }
             n if n.contains("pe-dma-window") => phb::ddw_rtas(self, n, args, rets),
+            "ibm,read-pci-config" | "ibm,write-pci-config" => {
+                pci::config_rtas(self, name, args, rets)
+            }
             _ => -3,
         }
     }
@@ -376,6 +385,9 @@ impl Hypervisor for FakePlatform {
                 op::KVMPPC_H_RTAS => self.rtas(a[0]),
                 op::H_PUT_TCE | op::H_GET_TCE | op::H_STUFF_TCE | op::H_PUT_TCE_INDIRECT => {
                     phb::tce_hcall(self, opcode, &a, &mut ret)
+                }
+                op::H_LOGICAL_CI_LOAD | op::H_LOGICAL_CI_STORE => {
+                    pci::ci_hcall(self, opcode, &a, &mut ret)
                 }
                 _ => rc::H_FUNCTION,
             },

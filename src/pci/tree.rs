@@ -1,0 +1,121 @@
+//! PCI and the live device tree: the PHBs and function nodes as
+//! [`discover`](super::discover) takes them, and the results written back —
+//! `assigned-addresses` on every function node (PCI Bus Binding to IEEE 1275
+//! §4.1.3) and `/chosen/linux,pci-probe-only` (QEMU pseries contract §4.6).
+//!
+//! A PHB is a child of the root with `device_type = "pci"` (as in
+//! [`crate::devtree::dma`]); its BUID is the address of its first `reg`
+//! entry, its windows its `ranges`.  Function nodes are the PHB's children,
+//! and the children of a function whose `#address-cells` is 3 (a bridge).
+
+use super::assign::{probe_only_after, Plan};
+use super::discover::{DevNode, PciReg, PhbNode, Range};
+use crate::devtree::{NodeId, Tree, TreeError};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Whether `node` is a PHB.
+pub fn is_phb(tree: &Tree, node: NodeId) -> bool {
+    tree.parent(node) == Some(tree.root()) && tree.prop_str(node, "device_type") == Some("pci")
+}
+
+fn dev_node(tree: &Tree, node: NodeId, warnings: &mut Vec<String>, depth: u32) -> DevNode {
+    let path = tree.path(node).unwrap_or_default();
+    let reg = match tree.reg(node) {
+        Ok(r) => r.iter().map(PciReg::from).collect(),
+        Err(e) => {
+            warnings.push(format!("{path}: reg: {e}"));
+            Vec::new()
+        }
+    };
+    let mut children = Vec::new();
+    if depth < 8 && tree.address_cells(node).ok() == Some(3) {
+        for c in tree.children(node) {
+            children.push(dev_node(tree, c, warnings, depth + 1));
+        }
+    }
+    DevNode {
+        path,
+        reg,
+        vendor_id: tree.prop_u32(node, "vendor-id"),
+        device_id: tree.prop_u32(node, "device-id"),
+        class_code: tree.prop_u32(node, "class-code"),
+        children,
+    }
+}
+
+/// Every PHB of the tree with its function nodes; malformed properties are
+/// reported in the second list (the PHB or node is still returned, with
+/// what could be read).
+pub fn phbs(tree: &Tree) -> (Vec<PhbNode>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for node in tree.children(tree.root()) {
+        if !is_phb(tree, node) {
+            continue;
+        }
+        let path = tree.path(node).unwrap_or_default();
+        let buid = match tree.reg(node) {
+            Ok(r) if !r.is_empty() => r[0].addr,
+            Ok(_) => {
+                warnings.push(format!("{path}: no reg (BUID); skipped"));
+                continue;
+            }
+            Err(e) => {
+                warnings.push(format!("{path}: reg: {e}; skipped"));
+                continue;
+            }
+        };
+        let ranges = match tree.ranges(node) {
+            Ok(Some(r)) => r.iter().filter_map(Range::from_entry).collect(),
+            Ok(None) => {
+                warnings.push(format!("{path}: no ranges"));
+                Vec::new()
+            }
+            Err(e) => {
+                warnings.push(format!("{path}: ranges: {e}"));
+                Vec::new()
+            }
+        };
+        let children = tree
+            .children(node)
+            .map(|c| dev_node(tree, c, &mut warnings, 1))
+            .collect();
+        out.push(PhbNode {
+            path,
+            buid,
+            ranges,
+            children,
+        });
+    }
+    (out, warnings)
+}
+
+/// Write `assigned-addresses` on every node the plan gave addresses to;
+/// returns how many nodes got one.
+pub fn write_assigned_addresses(tree: &mut Tree, plan: &Plan) -> Result<usize, TreeError> {
+    let mut n = 0;
+    for path in plan.nodes() {
+        let Some(node) = tree.find(path) else {
+            continue;
+        };
+        tree.set_prop(node, "assigned-addresses", &plan.assigned_addresses(path))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Make `/chosen/linux,pci-probe-only` agree with what the firmware did
+/// ([`probe_only_after`]); returns the value written, if any.
+pub fn update_probe_only(tree: &mut Tree, complete: bool) -> Result<Option<u32>, TreeError> {
+    let Some(chosen) = tree.find("/chosen") else {
+        return Ok(None);
+    };
+    let current = tree.prop_u32(chosen, "linux,pci-probe-only");
+    let new = probe_only_after(current, complete);
+    if let Some(v) = new {
+        tree.set_prop_u32(chosen, "linux,pci-probe-only", v)?;
+    }
+    Ok(new)
+}
