@@ -29,7 +29,9 @@ fn cells(v: &[u8]) -> Option<u64> {
 /// initrd from `linux,initrd-start`/`-end` (1 or 2 cells each).
 pub fn preloaded_kernel(tree: &Tree, ram: &[Range]) -> Result<ClientImage, NoKernel> {
     let chosen = tree.find("/chosen").ok_or(NoKernel::NotGiven)?;
-    let k = tree.prop(chosen, "qemu,boot-kernel").ok_or(NoKernel::NotGiven)?;
+    let k = tree
+        .prop(chosen, "qemu,boot-kernel")
+        .ok_or(NoKernel::NotGiven)?;
     if k.len() != 16 {
         return Err(NoKernel::Bad("qemu,boot-kernel is not two 64-bit cells"));
     }
@@ -46,7 +48,11 @@ pub fn preloaded_kernel(tree: &Tree, ram: &[Range]) -> Result<ClientImage, NoKer
         (Some(s), Some(e)) if e > s && in_ram(Range::new(s, e - s)) => Range::new(s, e - s),
         _ => Range::default(),
     };
-    Ok(ClientImage { entry: base, image, initrd })
+    Ok(ClientImage {
+        entry: base,
+        image,
+        initrd,
+    })
 }
 
 #[cfg(test)]
@@ -55,7 +61,10 @@ mod tests {
 
     #[test]
     fn qemu_kernel_tree() {
-        let path = alloc::format!("{}/qemu-tests/trees/qemu-7.2-kernel.dtb", env!("CARGO_MANIFEST_DIR"));
+        let path = alloc::format!(
+            "{}/qemu-tests/trees/qemu-7.2-kernel.dtb",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let mut t = Tree::from_fdt(&std::fs::read(path).unwrap()).unwrap();
         let ram = [Range::new(0, 512 << 20)];
         let img = preloaded_kernel(&t, &ram).unwrap();

@@ -150,11 +150,14 @@ impl<H: Hypervisor + Default> log::Log for VtyLogger<H> {
             vty: self.vty,
             hv: &mut hv,
         };
-        let _ = write!(w, "{}{}\n", level_prefix(record.level()), record.args());
+        let _ = writeln!(w, "{}{}", level_prefix(record.level()), record.args());
     }
 
     fn flush(&self) {}
 }
+
+/// The firmware's console.
+pub static VTY: Vty = Vty::new();
 
 #[cfg(test)]
 mod tests {
@@ -207,6 +210,3 @@ mod tests {
         assert_eq!(t.out, b"x");
     }
 }
-
-/// The firmware's console.
-pub static VTY: Vty = Vty::new();

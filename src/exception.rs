@@ -69,7 +69,7 @@ pub fn backtrace<M: Memory + ?Sized>(mem: &M, stack: Range, sp: u64, out: &mut [
     let mut n = 0;
     let mut sp = sp;
     while n < out.len() {
-        if sp % 16 != 0 || !stack.contains(sp, 8) {
+        if !sp.is_multiple_of(16) || !stack.contains(sp, 8) {
             break;
         }
         let Ok(caller) = mem.read_be64(sp) else { break };

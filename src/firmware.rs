@@ -80,7 +80,11 @@ pub fn token(tree: &Tree, name: &str) -> Option<u32> {
 
 impl Firmware {
     /// Bring the firmware up on QEMU's flattened tree `fdt`.
-    pub fn start<P: Platform + ?Sized>(p: &mut P, fdt: &[u8], layout: Layout) -> Result<Self, StartError> {
+    pub fn start<P: Platform + ?Sized>(
+        p: &mut P,
+        fdt: &[u8],
+        layout: Layout,
+    ) -> Result<Self, StartError> {
         let tree = Tree::from_fdt(fdt).map_err(StartError::Tree)?;
 
         let con = summary::find_console(&tree);
@@ -93,7 +97,10 @@ impl Firmware {
         ] {
             match token(&tree, name) {
                 Some(t) => slot.store(t, Ordering::Relaxed),
-                None => warn!("/rtas has no {name}; using QEMU's token {:#x}", slot.load(Ordering::Relaxed)),
+                None => warn!(
+                    "/rtas has no {name}; using QEMU's token {:#x}",
+                    slot.load(Ordering::Relaxed)
+                ),
             }
         }
 
@@ -176,7 +183,9 @@ impl Firmware {
             }
         }
         let us = p.timebase().wrapping_sub(start) * 1_000_000 / self.timebase_hz.max(1);
-        info!("papr-fw: tce: cleared {windows} windows, {entries} entries in {calls} calls, {us} us");
+        info!(
+            "papr-fw: tce: cleared {windows} windows, {entries} entries in {calls} calls, {us} us"
+        );
     }
 
     /// Write the properties whose values papr-fw decides rather than takes
@@ -200,7 +209,12 @@ impl Firmware {
             .filter_map(|n| Some((n.node, n.ddw?.ext.reset?)))
             .collect();
         for (node, reset) in phbs {
-            let cells: Vec<u8> = self.policy.ddw_extensions(reset).iter().flat_map(|c| c.to_be_bytes()).collect();
+            let cells: Vec<u8> = self
+                .policy
+                .ddw_extensions(reset)
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect();
             let _ = self.tree.set_prop(node, dma::DDW_EXTENSIONS, &cells);
         }
     }
@@ -212,7 +226,9 @@ impl Firmware {
         let mut tokens = None;
         let mut pes = Vec::new();
         for n in &self.dma.nodes {
-            let (Some(ddw), Some(buid), Some(w)) = (n.ddw, n.buid, n.window) else { continue };
+            let (Some(ddw), Some(buid), Some(w)) = (n.ddw, n.buid, n.window) else {
+                continue;
+            };
             tokens.get_or_insert(DdwTokens {
                 query: ddw.query,
                 create: ddw.create,
@@ -221,13 +237,23 @@ impl Firmware {
             });
             pes.push(PeConfig {
                 buid,
-                default_window: DefaultWindow { liobn: w.liobn, bus_addr: w.bus_addr, size: w.size },
+                default_window: DefaultWindow {
+                    liobn: w.liobn,
+                    bus_addr: w.bus_addr,
+                    size: w.size,
+                },
                 // QEMU's PHBs take hot-plugged devices: any config address.
                 config_addrs: None,
                 dma64_addr: None,
             });
         }
-        Some(DdwConfig { platform: DdwPlatform { tokens: tokens?, pes }, policy: self.policy.clone() })
+        Some(DdwConfig {
+            platform: DdwPlatform {
+                tokens: tokens?,
+                pes,
+            },
+            policy: self.policy.clone(),
+        })
     }
 
     /// QEMU writes `/rtas/ibm,lrdr-capacity` with a maximum address of 0 when
@@ -235,8 +261,12 @@ impl Firmware {
     /// DMA window from it and asks for a window of 2^0 bytes.  Present the top
     /// of RAM (including any hot-pluggable range) instead.
     fn fix_lrdr_capacity(&mut self) {
-        let Some(rtas) = self.tree.find("/rtas") else { return };
-        let Some(v) = self.tree.prop(rtas, "ibm,lrdr-capacity") else { return };
+        let Some(rtas) = self.tree.find("/rtas") else {
+            return;
+        };
+        let Some(v) = self.tree.prop(rtas, "ibm,lrdr-capacity") else {
+            return;
+        };
         if v.len() < 8 {
             return;
         }
@@ -247,7 +277,12 @@ impl Firmware {
         }
         let mut fixed = v.to_vec();
         fixed[..8].copy_from_slice(&ram_top.to_be_bytes());
-        if self.tree.set_prop(rtas, "ibm,lrdr-capacity", &fixed).is_ok() && self.client.calls == 0 {
+        if self
+            .tree
+            .set_prop(rtas, "ibm,lrdr-capacity", &fixed)
+            .is_ok()
+            && self.client.calls == 0
+        {
             info!(
                 "papr-fw: /rtas/ibm,lrdr-capacity: QEMU's maximum address {max:#x} is below the top of RAM; presenting {ram_top:#x}"
             );
@@ -268,7 +303,9 @@ fn parse_level(v: &str) -> Result<log::LevelFilter, ()> {
 
 /// The `-prom-env` options, from the NVRAM device QEMU puts under `/vdevice`.
 fn read_options<P: Platform + ?Sized>(p: &mut P, tree: &Tree) -> Options {
-    let nvram = tree.nodes().find(|n| tree.prop_str(*n, "device_type") == Some("nvram"));
+    let nvram = tree
+        .nodes()
+        .find(|n| tree.prop_str(*n, "device_type") == Some("nvram"));
     let (Some(node), Some(fetch)) = (nvram, token(tree, "nvram-fetch")) else {
         info!("papr-fw: no NVRAM; options keep their defaults");
         return Options::default();
@@ -305,8 +342,11 @@ mod tests {
             let fw = Firmware::start(&mut p, &golden(name), Layout::default()).unwrap();
             assert_eq!(fw.options.get("dma-selftest"), Some("on"));
             assert_eq!(p.tce_table(liobn).unwrap().mapped(), 0, "{name}");
-            assert!(fw.summary.iter().any(|l| l.starts_with("platform: ")), "{name}");
-            assert!(fw.tce.windows().len() >= 1, "{name}");
+            assert!(
+                fw.summary.iter().any(|l| l.starts_with("platform: ")),
+                "{name}"
+            );
+            assert!(!fw.tce.windows().is_empty(), "{name}");
         }
     }
 
@@ -317,7 +357,11 @@ mod tests {
         let rtas = fw.tree.find("/rtas").unwrap();
         let v = fw.tree.prop(rtas, "ibm,lrdr-capacity").unwrap();
         assert_eq!(&v[..8], &(512u64 << 20).to_be_bytes());
-        assert_eq!(&v[8..], &[0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 1], "the rest is QEMU's");
+        assert_eq!(
+            &v[8..],
+            &[0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 1],
+            "the rest is QEMU's"
+        );
     }
 
     #[test]
@@ -329,7 +373,9 @@ mod tests {
         let _ = Firmware::start(&mut p, &t.to_fdt(), Layout::default()).unwrap();
         assert_eq!(TOKENS.power_off.load(Ordering::Relaxed), 0x2222);
         assert_eq!(VTY.vtermno(), 0x7100_0000);
-        TOKENS.power_off.store(crate::platform::QEMU_POWER_OFF, Ordering::Relaxed);
+        TOKENS
+            .power_off
+            .store(crate::platform::QEMU_POWER_OFF, Ordering::Relaxed);
     }
 
     #[test]
@@ -338,7 +384,9 @@ mod tests {
         let good = golden("qemu-7.2-default");
         let mut bad = good.clone();
         bad[0] = 0;
-        let Err(e) = Firmware::start(&mut p, &bad, Layout::default()) else { panic!("bad magic accepted") };
+        let Err(e) = Firmware::start(&mut p, &bad, Layout::default()) else {
+            panic!("bad magic accepted")
+        };
         assert!(e.to_string().contains("magic"), "{e}");
         assert!(Firmware::start(&mut p, &good[..100], Layout::default()).is_err());
         let mut bad = good.clone();

@@ -78,15 +78,15 @@ pub trait Memory {
     /// into `buf`; returns its length.  No terminator within `max` is an error.
     fn read_cstr(&self, addr: u64, buf: &mut [u8], max: usize) -> Result<usize, MemError> {
         let max = max.min(buf.len());
-        for i in 0..=max {
+        for (i, slot) in buf.iter_mut().enumerate().take(max) {
             let b = self.read_u8(addr + i as u64)?;
             if b == 0 {
                 return Ok(i);
             }
-            if i == max {
-                break;
-            }
-            buf[i] = b;
+            *slot = b;
+        }
+        if self.read_u8(addr + max as u64)? == 0 {
+            return Ok(max);
         }
         Err(MemError {
             addr,

@@ -25,11 +25,17 @@ pub struct ConsoleInfo {
 pub fn find_console(tree: &Tree) -> ConsoleInfo {
     let chosen = tree.find("/chosen");
     for prop in ["stdout-path", "linux,stdout-path"] {
-        let Some(path) = chosen.and_then(|c| tree.prop_str(c, prop)) else { continue };
+        let Some(path) = chosen.and_then(|c| tree.prop_str(c, prop)) else {
+            continue;
+        };
         let path = path.split(':').next().unwrap_or(path);
         if let Some(node) = tree.find(path) {
             if let Some(reg) = tree.prop_u32(node, "reg") {
-                return ConsoleInfo { path: tree.path(node), vtermno: reg as u64, how: "/chosen/stdout-path" };
+                return ConsoleInfo {
+                    path: tree.path(node),
+                    vtermno: reg as u64,
+                    how: "/chosen/stdout-path",
+                };
             }
         }
     }
@@ -39,11 +45,19 @@ pub fn find_console(tree: &Tree) -> ConsoleInfo {
             .is_some_and(|mut c| c.any(|s| s == "hvterm1"));
         if hvterm {
             if let Some(reg) = tree.prop_u32(node, "reg") {
-                return ConsoleInfo { path: tree.path(node), vtermno: reg as u64, how: "first hvterm1" };
+                return ConsoleInfo {
+                    path: tree.path(node),
+                    vtermno: reg as u64,
+                    how: "first hvterm1",
+                };
             }
         }
     }
-    ConsoleInfo { path: None, vtermno: 0, how: "no vty in the tree" }
+    ConsoleInfo {
+        path: None,
+        vtermno: 0,
+        how: "no vty in the tree",
+    }
 }
 
 /// RAM from every `device_type = "memory"` node, and the RMA (the `reg` entry
@@ -74,7 +88,9 @@ pub fn memory_ranges(tree: &Tree) -> (Vec<Range>, Option<Range>) {
 /// The CPU cores: `device_type = "cpu"` nodes under `/cpus`, with their
 /// threads (`ibm,ppc-interrupt-server#s` entries).
 pub fn cpus(tree: &Tree) -> Vec<(NodeId, u32)> {
-    let Some(cpus) = tree.find("/cpus") else { return Vec::new() };
+    let Some(cpus) = tree.find("/cpus") else {
+        return Vec::new();
+    };
     tree.children(cpus)
         .filter(|c| tree.prop_str(*c, "device_type") == Some("cpu"))
         .map(|c| {
@@ -95,11 +111,11 @@ pub fn timebase_hz(tree: &Tree) -> Option<u64> {
 }
 
 pub fn size(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
-    } else if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    } else if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes:#x} bytes")
@@ -136,10 +152,19 @@ impl Summary {
             size(total),
             ram.len(),
             if ram.len() == 1 { "" } else { "s" },
-            rma.map(|r| size(r.size)).unwrap_or_else(|| "missing".into())
+            rma.map(|r| size(r.size))
+                .unwrap_or_else(|| "missing".into())
         ));
-        let phbs: Vec<_> = dma.nodes.iter().filter(|n| n.kind == DmaNodeKind::Phb).collect();
-        lines.push(format!("pci: {} host bridge{}", phbs.len(), if phbs.len() == 1 { "" } else { "s" }));
+        let phbs: Vec<_> = dma
+            .nodes
+            .iter()
+            .filter(|n| n.kind == DmaNodeKind::Phb)
+            .collect();
+        lines.push(format!(
+            "pci: {} host bridge{}",
+            phbs.len(),
+            if phbs.len() == 1 { "" } else { "s" }
+        ));
         for n in &phbs {
             let mut l = format!("phb {}: buid {:#x}", n.path, n.buid.unwrap_or(0));
             match n.window {
@@ -246,12 +271,21 @@ mod tests {
         assert!(summary("qemu-10.0-mem4g").contains("memory: 4 GiB in 1 range, RMA 4 GiB"));
         let s = summary("qemu-7.2-phb2");
         assert!(s.contains("pci: 2 host bridges"), "{s}");
-        assert!(s.contains("phb /pci@800000020000001: buid 0x800000020000001, dma window liobn 0x80000100"), "{s}");
+        assert!(
+            s.contains(
+                "phb /pci@800000020000001: buid 0x800000020000001, dma window liobn 0x80000100"
+            ),
+            "{s}"
+        );
         assert!(summary("qemu-7.2-ddw-off").contains(", no ddw"));
         let s = summary("qemu-7.2-kernel");
-        assert!(s.contains("console: /vdevice/vty@71000000 (vtermno 0x71000000, /chosen/stdout-path)"), "{s}");
+        assert!(
+            s.contains("console: /vdevice/vty@71000000 (vtermno 0x71000000, /chosen/stdout-path)"),
+            "{s}"
+        );
         // The default machine has a VGA, so QEMU writes no stdout-path.
-        assert!(summary("qemu-7.2-default").contains("console: /vdevice/vty@71000000 (vtermno 0x71000000, first hvterm1)"));
+        assert!(summary("qemu-7.2-default")
+            .contains("console: /vdevice/vty@71000000 (vtermno 0x71000000, first hvterm1)"));
         assert!(summary("qemu-7.2-power8").contains("POWER8"));
     }
 
@@ -267,7 +301,14 @@ mod tests {
         assert_eq!(find_console(&t).how, "first hvterm1");
         let vty = t.find("/vdevice/vty@71000000").unwrap();
         t.remove_node(vty).unwrap();
-        assert_eq!(find_console(&t), ConsoleInfo { path: None, vtermno: 0, how: "no vty in the tree" });
+        assert_eq!(
+            find_console(&t),
+            ConsoleInfo {
+                path: None,
+                vtermno: 0,
+                how: "no vty in the tree"
+            }
+        );
         assert_eq!(size(0x82c), "0x82c bytes");
         assert_eq!(size(1 << 40), "1024 GiB");
     }

@@ -77,7 +77,12 @@ extern "C" {
 /// The stack a client program starts on.
 pub fn client_stack() -> Range {
     // SAFETY: only the addresses of linker-defined symbols are taken.
-    unsafe { Range::new(sym(&__client_stack_bottom), sym(&__client_stack_top) - sym(&__client_stack_bottom)) }
+    unsafe {
+        Range::new(
+            sym(&__client_stack_bottom),
+            sym(&__client_stack_top) - sym(&__client_stack_bottom),
+        )
+    }
 }
 
 extern "C" {

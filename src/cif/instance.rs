@@ -93,7 +93,12 @@ mod tests {
     #[test]
     fn ihandles_are_reused_and_bounded() {
         let t = Tree::new();
-        let inst = Instance { node: t.root(), kind: Kind::Root, args: String::new(), position: 0 };
+        let inst = Instance {
+            node: t.root(),
+            kind: Kind::Root,
+            args: String::new(),
+            position: 0,
+        };
         let mut i = Instances::default();
         let a = i.open(inst.clone()).unwrap();
         let b = i.open(inst.clone()).unwrap();

@@ -170,15 +170,24 @@ impl Firmware {
         let mut claims = Claims::new(&self.ram, &protected);
         for r in [image.image, image.initrd, cs] {
             if r.size != 0 && claims.claim(r.base, r.size, 0).is_none() {
-                warn!("cif: {:#x}+{:#x} overlaps firmware memory; not claimed for the client", r.base, r.size);
+                warn!(
+                    "cif: {:#x}+{:#x} overlaps firmware memory; not claimed for the client",
+                    r.base, r.size
+                );
             }
         }
         self.client.claims = claims;
         self.client.trace = self.options.flag("cif-trace").unwrap_or(false);
 
         let con = crate::summary::find_console(&self.tree);
-        let con_node = con.path.as_deref().and_then(|p| self.tree.find(p)).unwrap_or(self.tree.root());
-        let kind = Kind::Console { vtermno: con.vtermno };
+        let con_node = con
+            .path
+            .as_deref()
+            .and_then(|p| self.tree.find(p))
+            .unwrap_or(self.tree.root());
+        let kind = Kind::Console {
+            vtermno: con.vtermno,
+        };
         let stdout = self.open_instance(con_node, kind, "");
         let stdin = self.open_instance(con_node, kind, "");
         let cpu = crate::summary::cpus(&self.tree)
@@ -222,7 +231,12 @@ impl Firmware {
     }
 
     fn open_instance(&mut self, node: NodeId, kind: Kind, args: &str) -> Option<u32> {
-        self.client.instances.open(Instance { node, kind, args: String::from(args), position: 0 })
+        self.client.instances.open(Instance {
+            node,
+            kind,
+            args: String::from(args),
+            position: 0,
+        })
     }
 
     /// `/memory` `available`: the free ranges inside each memory node.
@@ -236,7 +250,9 @@ impl Firmware {
         let ac = self.tree.prop_u32(root, "#address-cells").unwrap_or(2);
         let sc = self.tree.prop_u32(root, "#size-cells").unwrap_or(1);
         for node in mem_nodes {
-            let Ok(regs) = self.tree.reg(node) else { continue };
+            let Ok(regs) = self.tree.reg(node) else {
+                continue;
+            };
             let mut avail = Vec::new();
             for f in self.client.claims.available() {
                 for r in &regs {
@@ -268,7 +284,11 @@ impl Firmware {
         }
     }
 
-    fn cif_call_inner<P: Platform + ?Sized>(&mut self, p: &mut P, args: u64) -> Result<(), CifError> {
+    fn cif_call_inner<P: Platform + ?Sized>(
+        &mut self,
+        p: &mut P,
+        args: u64,
+    ) -> Result<(), CifError> {
         let cell = |p: &P, i: u64| p.read_be32(args + 4 * i).map_err(|_| CifError::BadBlock);
         let (service, nargs, nret) = (cell(p, 0)?, cell(p, 1)?, cell(p, 2)?);
         if nargs > MAX_CELLS || nret > MAX_CELLS || nargs + nret > MAX_CELLS {
@@ -276,8 +296,8 @@ impl Firmware {
         }
         let name = read_str(p, service as u64, MAX_NAME).ok_or(CifError::BadBlock)?;
         let mut a = [0u32; MAX_CELLS as usize];
-        for i in 0..nargs as usize {
-            a[i] = cell(p, 3 + i as u64)?;
+        for (i, slot) in a.iter_mut().enumerate().take(nargs as usize) {
+            *slot = cell(p, 3 + i as u64)?;
         }
         let mut r = [0u32; MAX_CELLS as usize];
         let (a, rs) = (&a[..nargs as usize], &mut r[..nret as usize]);
@@ -287,7 +307,8 @@ impl Firmware {
             return Err(CifError::BadBlock);
         }
         for (i, v) in rs.iter().enumerate() {
-            p.write_be32(rets_at + 4 * i as u64, *v).map_err(|_| CifError::BadBlock)?;
+            p.write_be32(rets_at + 4 * i as u64, *v)
+                .map_err(|_| CifError::BadBlock)?;
         }
         if self.client.trace {
             info!("cif: {name}{a:x?} = {rs:x?}");
@@ -366,7 +387,11 @@ impl Firmware {
             "test" => {
                 need(1, 1)?;
                 let s = read_str(p, a[0] as u64, MAX_NAME);
-                r[0] = if s.is_some_and(|s| SERVICES.contains(&s.as_str())) { 0 } else { ERR };
+                r[0] = if s.is_some_and(|s| SERVICES.contains(&s.as_str())) {
+                    0
+                } else {
+                    ERR
+                };
             }
             "finddevice" => {
                 need(1, 1)?;
@@ -395,7 +420,11 @@ impl Firmware {
             }
             "nextprop" => {
                 need(3, 1)?;
-                let prev = if a[1] == 0 { Some(String::new()) } else { read_str(p, a[1] as u64, MAX_NAME) };
+                let prev = if a[1] == 0 {
+                    Some(String::new())
+                } else {
+                    read_str(p, a[1] as u64, MAX_NAME)
+                };
                 r[0] = match (self.node(a[0]), prev) {
                     (Some(n), Some(prev)) => match self.client_next_prop(n, &prev) {
                         Some(next) => {
@@ -418,7 +447,9 @@ impl Firmware {
                 r[0] = match (self.node(a[0]), read_str(p, a[1] as u64, MAX_NAME)) {
                     (Some(n), Some(pn)) if len <= crate::devtree::tree::MAX_PROP_LEN => {
                         let mut v = alloc::vec![0u8; len];
-                        if p.read(a[2] as u64, &mut v).is_ok() && self.tree.set_prop(n, &pn, &v).is_ok() {
+                        if p.read(a[2] as u64, &mut v).is_ok()
+                            && self.tree.set_prop(n, &pn, &v).is_ok()
+                        {
                             a[3]
                         } else {
                             ERR
@@ -444,7 +475,11 @@ impl Firmware {
             }
             "instance-to-package" => {
                 need(1, 1)?;
-                r[0] = self.client.instances.get(a[0]).map_or(ERR, |i| self.ph(Some(i.node)));
+                r[0] = self
+                    .client
+                    .instances
+                    .get(a[0])
+                    .map_or(ERR, |i| self.ph(Some(i.node)));
             }
             "instance-to-path" | "package-to-path" => {
                 need(3, 1)?;
@@ -463,10 +498,15 @@ impl Firmware {
                 let found = read_str(p, a[0] as u64, MAX_PATH).and_then(|s| {
                     let node = self.tree.find(&s)?;
                     let path = self.tree.path(node)?;
-                    Some(match s.rsplit_once('/').and_then(|(_, last)| last.split_once(':')) {
-                        Some((_, args)) => format!("{path}:{args}"),
-                        None => path,
-                    })
+                    Some(
+                        match s
+                            .rsplit_once('/')
+                            .and_then(|(_, last)| last.split_once(':'))
+                        {
+                            Some((_, args)) => format!("{path}:{args}"),
+                            None => path,
+                        },
+                    )
                 });
                 r[0] = match found {
                     Some(path) => self.put_string(p, a[1], a[2], &path),
@@ -505,7 +545,9 @@ impl Firmware {
                 r[0] = match self.client.instances.get(a[0]).map(|i| i.kind) {
                     Some(Kind::Console { vtermno }) => {
                         let mut chunk = [0u8; 16];
-                        let n = hcall::get_term_chars(p, vtermno, &mut chunk).unwrap_or(0).min(a[2] as usize);
+                        let n = hcall::get_term_chars(p, vtermno, &mut chunk)
+                            .unwrap_or(0)
+                            .min(a[2] as usize);
                         if self.put(p, a[1], n as u32, &chunk[..n]) {
                             n as u32
                         } else {
@@ -521,7 +563,11 @@ impl Firmware {
             }
             "claim" => {
                 need(3, 1)?;
-                r[0] = match self.client.claims.claim(a[0] as u64, a[1] as u64, a[2] as u64) {
+                r[0] = match self
+                    .client
+                    .claims
+                    .claim(a[0] as u64, a[1] as u64, a[2] as u64)
+                {
                     Some(base) => {
                         self.update_available();
                         base as u32
@@ -576,7 +622,9 @@ impl Firmware {
                         .prop_cells(n, "ibm,ppc-interrupt-server#s")
                         .and_then(|mut c| c.next())
                         .or_else(|| self.tree.prop_u32(n, "reg"));
-                    if let (Some(id), Some(tok)) = (server, crate::firmware::token(&self.tree, "start-cpu")) {
+                    if let (Some(id), Some(tok)) =
+                        (server, crate::firmware::token(&self.tree, "start-cpu"))
+                    {
                         let mut rets = [0u32; 1];
                         let st = rtas::call(p, p.scratch(), tok, &[id, a[1], a[2]], &mut rets);
                         if st != Ok(0) {
@@ -606,7 +654,11 @@ impl Firmware {
     /// package cannot be opened (no driver).
     fn open(&mut self, path: &str) -> Option<u32> {
         let node = self.tree.find(path)?;
-        let args = path.rsplit('/').next().and_then(|l| l.split_once(':')).map_or("", |(_, a)| a);
+        let args = path
+            .rsplit('/')
+            .next()
+            .and_then(|l| l.split_once(':'))
+            .map_or("", |(_, a)| a);
         let root = self.tree.root();
         let kind = if node == root {
             Kind::Root
@@ -617,8 +669,13 @@ impl Firmware {
             .prop_strings(node, "compatible")
             .is_some_and(|mut c| c.any(|s| s == "hvterm1"))
         {
-            Kind::Console { vtermno: self.tree.prop_u32(node, "reg").unwrap_or(0) as u64 }
-        } else if matches!(self.tree.prop_str(node, "device_type"), Some("cpu") | Some("memory")) {
+            Kind::Console {
+                vtermno: self.tree.prop_u32(node, "reg").unwrap_or(0) as u64,
+            }
+        } else if matches!(
+            self.tree.prop_str(node, "device_type"),
+            Some("cpu") | Some("memory")
+        ) {
             Kind::Package
         } else {
             return None;
@@ -636,9 +693,13 @@ impl Firmware {
         args: &[u32],
         rets: &mut [u32],
     ) -> u32 {
-        let Some(kind) = self.client.instances.get(ih).map(|i| i.kind) else { return ERR };
+        let Some(kind) = self.client.instances.get(ih).map(|i| i.kind) else {
+            return ERR;
+        };
         match (kind, method) {
-            (Kind::Root, "ibm,client-architecture-support") if args.len() == 1 && rets.len() == 1 => {
+            (Kind::Root, "ibm,client-architecture-support")
+                if args.len() == 1 && rets.len() == 1 =>
+            {
                 rets[0] = self.client_architecture_support(p, args[0] as u64) as u32;
                 0
             }
@@ -659,7 +720,11 @@ impl Firmware {
     /// (H_CAS), fold the tree QEMU returns into the live tree and re-apply
     /// papr-fw's own properties.  Returns 0, or -1 (the call failed; the
     /// client continues with the defaults: hash MMU, XICS).
-    pub fn client_architecture_support<P: Platform + ?Sized>(&mut self, p: &mut P, vec: u64) -> i32 {
+    pub fn client_architecture_support<P: Platform + ?Sized>(
+        &mut self,
+        p: &mut P,
+        vec: u64,
+    ) -> i32 {
         let v = match cas::ArchVector::parse(p, vec) {
             Ok(v) => v,
             Err(e) => {
@@ -689,8 +754,11 @@ impl Firmware {
             let mut reply = alloc::vec![0u8; CAS_BUFFER as usize];
             p.read(buf, &mut reply).map_err(cas::CasError::BadAddress)?;
             let fdt = cas::reply_fdt(&reply)?;
-            let partial = Tree::from_fdt(fdt).map_err(|_| cas::CasError::BadReply("malformed tree"))?;
-            self.tree.merge(&partial).map_err(|_| cas::CasError::BadReply("merge failed"))
+            let partial =
+                Tree::from_fdt(fdt).map_err(|_| cas::CasError::BadReply("malformed tree"))?;
+            self.tree
+                .merge(&partial)
+                .map_err(|_| cas::CasError::BadReply("merge failed"))
         })();
         p.free_phys(buf, CAS_BUFFER, 4096);
         match result {
@@ -698,7 +766,10 @@ impl Firmware {
                 self.present();
                 self.present_client();
                 self.dma = crate::devtree::dma::DmaModel::from_tree(&self.tree);
-                self.client.cas = Some(CasOutcome { radix: v.wants_radix(), xive: v.wants_xive() });
+                self.client.cas = Some(CasOutcome {
+                    radix: v.wants_radix(),
+                    xive: v.wants_xive(),
+                });
                 // The client is printing a line of its own: details wait for quiesce.
                 log::debug!(
                     "papr-fw: cas: {} MMU, {} interrupts; tree: {} nodes added, {} removed, {} properties set",
@@ -731,7 +802,12 @@ impl Firmware {
             Ok(blob) => {
                 let config = self.runtime_config().encode();
                 match resident::install(p, &blob, base, size, self.client.qemu_rtas_size, &config) {
-                    Ok(entry) => RtasArea { base, size, entry, resident: true },
+                    Ok(entry) => RtasArea {
+                        base,
+                        size,
+                        entry,
+                        resident: true,
+                    },
                     Err(e) => {
                         warn!("instantiate-rtas: {e}");
                         return None;
@@ -744,14 +820,23 @@ impl Firmware {
                     stub.extend_from_slice(&w.to_be_bytes());
                 }
                 p.write(base, &stub).ok()?;
-                RtasArea { base, size, entry: base, resident: false }
+                RtasArea {
+                    base,
+                    size,
+                    entry: base,
+                    resident: false,
+                }
             }
         };
         p.sync_icache(base, size);
         log::debug!(
             "papr-fw: rtas: instantiated at {base:#x} ({} bytes, {})",
             size,
-            if area.resident { "papr-fw resident RTAS" } else { "forwarding stub" }
+            if area.resident {
+                "papr-fw resident RTAS"
+            } else {
+                "forwarding stub"
+            }
         );
         self.client.rtas = Some(area);
         Some(area.entry)
@@ -796,7 +881,10 @@ impl Firmware {
                     match r.rc {
                         hcall::rc::H_SUCCESS => update = "sent to the platform",
                         hcall::rc::H_FUNCTION => update = "not taken by the platform",
-                        rc => warn!("quiesce: H_UPDATE_DT returned {rc} ({})", hcall::rc_name(rc)),
+                        rc => warn!(
+                            "quiesce: H_UPDATE_DT returned {rc} ({})",
+                            hcall::rc_name(rc)
+                        ),
                     }
                 }
                 // QEMU copied the tree; the buffer is ours again.

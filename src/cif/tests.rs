@@ -12,7 +12,11 @@ const STR: u64 = 0x0100_1000;
 const BUF: u64 = 0x0100_2000;
 
 fn golden(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/qemu-tests/trees/{name}.dtb", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/qemu-tests/trees/{name}.dtb",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn layout() -> Layout {
@@ -82,7 +86,9 @@ impl Client {
             m.write_be32(rets_at + 4 * i, 0xdead_beef).unwrap();
         }
         let r3 = self.fw.cif_call(&mut self.p, BLOCK);
-        let rets = (0..nret as u64).map(|i| self.p.mem.read_be32(rets_at + 4 * i).unwrap()).collect();
+        let rets = (0..nret as u64)
+            .map(|i| self.p.mem.read_be32(rets_at + 4 * i).unwrap())
+            .collect();
         (r3, rets)
     }
 
@@ -113,17 +119,38 @@ fn tree_services_on_qemu_tree() {
     // getprop / getproplen, including the synthesised "name".
     let pci = c.one("finddevice", &[S("/pci@800000020000000")]);
     assert_eq!(c.one("getproplen", &[N(pci), S("ibm,dma-window")]), 20);
-    assert_eq!(c.one("getprop", &[N(pci), S("ibm,dma-window"), N(BUF as u32), N(64)]), 20);
+    assert_eq!(
+        c.one(
+            "getprop",
+            &[N(pci), S("ibm,dma-window"), N(BUF as u32), N(64)]
+        ),
+        20
+    );
     assert_eq!(c.p.mem.read_be32(BUF).unwrap(), 0x8000_0000);
-    assert_eq!(c.one("getprop", &[N(pci), S("name"), N(BUF as u32), N(64)]), 4);
+    assert_eq!(
+        c.one("getprop", &[N(pci), S("name"), N(BUF as u32), N(64)]),
+        4
+    );
     assert_eq!(c.buf_str(4), "pci\0");
-    assert_eq!(c.one("getprop", &[N(pci), S("no-such-prop"), N(BUF as u32), N(64)]), ERR);
+    assert_eq!(
+        c.one(
+            "getprop",
+            &[N(pci), S("no-such-prop"), N(BUF as u32), N(64)]
+        ),
+        ERR
+    );
     // A short buffer gets a prefix; the result is still the full length.
-    assert_eq!(c.one("getprop", &[N(root), S("model"), N(BUF as u32), N(3)]), 31);
+    assert_eq!(
+        c.one("getprop", &[N(root), S("model"), N(BUF as u32), N(3)]),
+        31
+    );
     assert_eq!(c.buf_str(3), "IBM");
     // package-to-path, and the kernel's second call with a bigger buffer.
     assert_eq!(c.one("package-to-path", &[N(pci), N(BUF as u32), N(4)]), 20);
-    assert_eq!(c.one("package-to-path", &[N(pci), N(BUF as u32), N(64)]), 20);
+    assert_eq!(
+        c.one("package-to-path", &[N(pci), N(BUF as u32), N(64)]),
+        20
+    );
     assert_eq!(c.buf_str(21), "/pci@800000020000000\0");
     // Walking: every node is reachable with child/peer, nextprop lists them all.
     let mut seen = 0;
@@ -152,11 +179,26 @@ fn tree_services_on_qemu_tree() {
         names.push(prev.clone());
     }
     assert_eq!(names[0], "name");
-    assert_eq!(names.len(), c.fw.tree.props(c.fw.tree.find("/pci@800000020000000").unwrap()).count() + 1);
+    assert_eq!(
+        names.len(),
+        c.fw.tree
+            .props(c.fw.tree.find("/pci@800000020000000").unwrap())
+            .count()
+            + 1
+    );
     assert!(names.contains(&"ibm,ddw-applicable".to_string()));
     // setprop shows in getprop.
-    assert_eq!(c.one("setprop", &[N(chosen), S("linux,test"), S("abc"), N(4)]), 4);
-    assert_eq!(c.one("getprop", &[N(chosen), S("linux,test"), N(BUF as u32), N(8)]), 4);
+    assert_eq!(
+        c.one("setprop", &[N(chosen), S("linux,test"), S("abc"), N(4)]),
+        4
+    );
+    assert_eq!(
+        c.one(
+            "getprop",
+            &[N(chosen), S("linux,test"), N(BUF as u32), N(8)]
+        ),
+        4
+    );
     assert_eq!(c.buf_str(4), "abc\0");
     assert_eq!(c.one("test", &[S("getprop")]), 0);
     assert_eq!(c.one("test", &[S("frobnicate")]), ERR);
@@ -166,52 +208,106 @@ fn tree_services_on_qemu_tree() {
 fn chosen_instances_like_prom_init() {
     let mut c = Client::new("qemu-7.2-kernel");
     let chosen = c.one("finddevice", &[S("/chosen")]);
-    assert_eq!(c.one("getprop", &[N(chosen), S("stdout"), N(BUF as u32), N(4)]), 4);
+    assert_eq!(
+        c.one("getprop", &[N(chosen), S("stdout"), N(BUF as u32), N(4)]),
+        4
+    );
     let stdout = c.p.mem.read_be32(BUF).unwrap();
     let vty = c.one("instance-to-package", &[N(stdout)]);
     assert_eq!(c.one("finddevice", &[S("/vdevice/vty@71000000")]), vty);
-    assert_eq!(c.one("instance-to-path", &[N(stdout), N(BUF as u32), N(255)]), 21);
+    assert_eq!(
+        c.one("instance-to-path", &[N(stdout), N(BUF as u32), N(255)]),
+        21
+    );
     assert_eq!(c.buf_str(22), "/vdevice/vty@71000000\0");
     // write goes to the vty as is.
     c.p.console.clear();
-    assert_eq!(c.one("write", &[N(stdout), S("Preparing to boot Linux\r\n"), N(25)]), 25);
+    assert_eq!(
+        c.one(
+            "write",
+            &[N(stdout), S("Preparing to boot Linux\r\n"), N(25)]
+        ),
+        25
+    );
     assert_eq!(c.p.console_text(), "Preparing to boot Linux\r\n");
     // /chosen/cpu is an instance of the boot CPU.
-    assert_eq!(c.one("getprop", &[N(chosen), S("cpu"), N(BUF as u32), N(4)]), 4);
+    assert_eq!(
+        c.one("getprop", &[N(chosen), S("cpu"), N(BUF as u32), N(4)]),
+        4
+    );
     let cpu = c.one("instance-to-package", &[N(c.p.mem.read_be32(BUF).unwrap())]);
-    assert_eq!(c.one("getprop", &[N(cpu), S("reg"), N(BUF as u32), N(4)]), 4);
+    assert_eq!(
+        c.one("getprop", &[N(cpu), S("reg"), N(BUF as u32), N(4)]),
+        4
+    );
     // open/close and what cannot be opened.
     let root_ih = c.one("open", &[S("/")]);
     assert_ne!(root_ih, 0);
     c.call("close", &[N(root_ih)], 0);
     assert_eq!(c.one("instance-to-package", &[N(root_ih)]), ERR);
-    assert_eq!(c.one("open", &[S("/pci@800000020000000")]), 0, "no driver for the PHB");
+    assert_eq!(
+        c.one("open", &[S("/pci@800000020000000")]),
+        0,
+        "no driver for the PHB"
+    );
     assert_eq!(c.one("open", &[S("/nowhere")]), 0);
-    assert_eq!(c.one("milliseconds", &[]) < 1000, true);
+    assert!(c.one("milliseconds", &[]) < 1000);
 }
 
 #[test]
 fn claims_follow_prom_init() {
     let mut c = Client::new("qemu-7.2-default");
     // alloc_down from the top: the firmware heap is refused, below it works.
-    assert_eq!(c.one("claim", &[N(0x300_0000), N(0x10_0000), N(0)]), ERR, "heap");
-    assert_eq!(c.one("claim", &[N(0x200_0000), N(0x10_0000), N(0)]), 0x200_0000);
-    assert_eq!(c.one("claim", &[N(0x200_0000), N(0x1000), N(0)]), ERR, "twice");
-    assert_eq!(c.one("claim", &[N(0x4_0000), N(0x1000), N(0)]), ERR, "firmware image");
-    assert_eq!(c.one("claim", &[N(0x40_0000), N(0x1000), N(0)]), ERR, "the kernel's own image");
+    assert_eq!(
+        c.one("claim", &[N(0x300_0000), N(0x10_0000), N(0)]),
+        ERR,
+        "heap"
+    );
+    assert_eq!(
+        c.one("claim", &[N(0x200_0000), N(0x10_0000), N(0)]),
+        0x200_0000
+    );
+    assert_eq!(
+        c.one("claim", &[N(0x200_0000), N(0x1000), N(0)]),
+        ERR,
+        "twice"
+    );
+    assert_eq!(
+        c.one("claim", &[N(0x4_0000), N(0x1000), N(0)]),
+        ERR,
+        "firmware image"
+    );
+    assert_eq!(
+        c.one("claim", &[N(0x40_0000), N(0x1000), N(0)]),
+        ERR,
+        "the kernel's own image"
+    );
     let a = c.one("claim", &[N(0), N(0x1_0000), N(0x1_0000)]);
-    assert!(a != ERR && a % 0x1_0000 == 0);
+    assert!(a != ERR && a.is_multiple_of(0x1_0000));
     c.call("release", &[N(0x200_0000), N(0x10_0000)], 0);
-    assert_eq!(c.one("claim", &[N(0x200_0000), N(0x10_0000), N(0)]), 0x200_0000);
+    assert_eq!(
+        c.one("claim", &[N(0x200_0000), N(0x10_0000), N(0)]),
+        0x200_0000
+    );
     // /memory@0 available reflects the claims.
     let mem = c.fw.tree.find("/memory@0").unwrap();
     let avail = c.fw.tree.prop(mem, "available").unwrap().to_vec();
     let ranges: Vec<(u64, u64)> = avail
         .chunks(16)
-        .map(|e| (u64::from_be_bytes(e[..8].try_into().unwrap()), u64::from_be_bytes(e[8..].try_into().unwrap())))
+        .map(|e| {
+            (
+                u64::from_be_bytes(e[..8].try_into().unwrap()),
+                u64::from_be_bytes(e[8..].try_into().unwrap()),
+            )
+        })
         .collect();
-    assert!(ranges.iter().all(|(b, s)| *b + *s <= 512 << 20), "QEMU's tree says 512 MiB");
-    assert!(!ranges.iter().any(|(b, s)| *b < 0x210_0000 && b + s > 0x200_0000));
+    assert!(
+        ranges.iter().all(|(b, s)| *b + *s <= 512 << 20),
+        "QEMU's tree says 512 MiB"
+    );
+    assert!(!ranges
+        .iter()
+        .any(|(b, s)| *b < 0x210_0000 && b + s > 0x200_0000));
 }
 
 #[test]
@@ -236,33 +332,63 @@ fn hostile_calls_get_errors() {
     }
     // Writing into the firmware: getprop's buffer, claim results, rets.
     let root = c.one("peer", &[N(0)]);
-    assert_eq!(c.one("getprop", &[N(root), S("model"), N(0x2000), N(64)]), ERR);
-    assert_eq!(c.one("getprop", &[N(root), S("model"), N(0xffff_0000), N(64)]), ERR);
+    assert_eq!(
+        c.one("getprop", &[N(root), S("model"), N(0x2000), N(64)]),
+        ERR
+    );
+    assert_eq!(
+        c.one("getprop", &[N(root), S("model"), N(0xffff_0000), N(64)]),
+        ERR
+    );
     // A huge setprop is refused, not allocated.
-    assert_eq!(c.one("setprop", &[N(root), S("big"), N(BUF as u32), N(0xffff_ffff)]), ERR);
+    assert_eq!(
+        c.one(
+            "setprop",
+            &[N(root), S("big"), N(BUF as u32), N(0xffff_ffff)]
+        ),
+        ERR
+    );
     // Unknown methods and methods on the wrong instance.
     let root_ih = c.one("open", &[S("/")]);
     let (r3, r) = c.call("call-method", &[S("frobnicate"), N(root_ih)], 1);
     assert_eq!((r3, r[0]), (0, ERR));
-    let (_, r) = c.call("call-method", &[S("instantiate-rtas"), N(root_ih), N(0x200_0000)], 2);
+    let (_, r) = c.call(
+        "call-method",
+        &[S("instantiate-rtas"), N(root_ih), N(0x200_0000)],
+        2,
+    );
     assert_eq!(r[0], ERR);
-    let (_, r) = c.call("call-method", &[S("color!"), N(c.fw.client.stdout), N(1), N(2), N(3), N(4)], 1);
+    let (_, r) = c.call(
+        "call-method",
+        &[S("color!"), N(c.fw.client.stdout), N(1), N(2), N(3), N(4)],
+        1,
+    );
     assert_eq!(r[0], ERR);
     let (_, r) = c.call("interpret", &[S("output-device output")], 1);
     assert_eq!(r[0], 0);
     let (_, r) = c.call("interpret", &[S("0 0 do-something")], 1);
     assert_eq!(r[0], ERR);
     // The firmware still answers valid calls.
-    assert_eq!(c.one("finddevice", &[S("/rtas")]), c.fw.tree.phandle(c.fw.tree.find("/rtas").unwrap()).unwrap());
+    assert_eq!(
+        c.one("finddevice", &[S("/rtas")]),
+        c.fw.tree.phandle(c.fw.tree.find("/rtas").unwrap()).unwrap()
+    );
 }
 
 #[test]
 fn instantiate_rtas_installs_the_stub_or_runtime() {
     let mut c = Client::new("qemu-7.2-kernel");
     let rtas_ih = c.one("open", &[S("/rtas")]);
-    let (r3, r) = c.call("call-method", &[S("instantiate-rtas"), N(rtas_ih), N(0x200_0000)], 2);
+    let (r3, r) = c.call(
+        "call-method",
+        &[S("instantiate-rtas"), N(rtas_ih), N(0x200_0000)],
+        2,
+    );
     assert_eq!((r3, r[0], r[1]), (0, 0, 0x200_0000));
-    assert_eq!(c.p.mem.read_be32(0x200_0000).unwrap(), resident::RTAS_STUB[0]);
+    assert_eq!(
+        c.p.mem.read_be32(0x200_0000).unwrap(),
+        resident::RTAS_STUB[0]
+    );
     assert_eq!(c.p.mem.read_be32(0x200_0010).unwrap(), 0x4e80_0020);
     assert!(!c.fw.client.rtas.unwrap().resident);
 }
@@ -273,8 +399,22 @@ fn cas_merges_the_platform_tree_and_refuses_what_qemu_would_exit_on() {
     let root_ih = c.one("open", &[S("/")]);
     let vec_at = 0x0180_0000u64;
     // Both MMUs: refused without a hypercall.
-    c.p.mem.write(vec_at, &super::cas::tests::linux_like(0xc0, 0)).unwrap();
-    let (r3, r) = c.call("call-method", &[S("ibm,client-architecture-support"), N(root_ih), N(vec_at as u32)], 2);
+    c.p.mem
+        .write(vec_at, &super::cas::tests::linux_like(0xc0, 0))
+        .unwrap();
+    let (r3, r) = c.call(
+        "call-method",
+        &[
+            S("ibm,client-architecture-support"),
+            N(root_ih),
+            N(vec_at as u32),
+        ],
+        2,
+    );
     assert_eq!((r3, r[0], r[1]), (0, 0, ERR));
-    assert!(!c.p.calls.iter().any(|x| matches!(x, crate::fake::Call::Hcall { opcode: 0xf002, .. })));
+    assert!(!c
+        .p
+        .calls
+        .iter()
+        .any(|x| matches!(x, crate::fake::Call::Hcall { opcode: 0xf002, .. })));
 }

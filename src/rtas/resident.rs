@@ -131,7 +131,13 @@ impl<'a> Blob<'a> {
 /// calls it with r3 = argument block and QEMU runs the call (QEMU pseries
 /// contract §2.2): `mr r4,r3; lis r3,0; ori r3,r3,0xf000; sc 1; blr` — 20
 /// bytes, inside the 48 bytes before QEMU's FWNMI log.
-pub const RTAS_STUB: [u32; 5] = [0x7c64_1b78, 0x3c60_0000, 0x6063_f000, 0x4400_0022, 0x4e80_0020];
+pub const RTAS_STUB: [u32; 5] = [
+    0x7c64_1b78,
+    0x3c60_0000,
+    0x6063_f000,
+    0x4400_0022,
+    0x4e80_0020,
+];
 
 /// Offset of the runtime inside the RTAS area, given QEMU's `rtas-size`
 /// (which covers the FWNMI areas QEMU writes).
