@@ -12,6 +12,7 @@ pub mod boot;
 pub mod cif;
 pub mod console;
 pub mod devtree;
+pub mod drivers;
 pub mod exception;
 pub mod firmware;
 pub mod hcall;

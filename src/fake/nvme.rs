@@ -19,7 +19,8 @@
 //! completions are posted at once or, with [`NvmeFaults::latency`], after
 //! that many further register accesses (so a polling driver sees its queue
 //! empty first).  Fault hooks: controller never ready, commands never
-//! completed, a status for a given opcode, controller fatal status.
+//! completed, a status for a given opcode, controller fatal status, silently
+//! corrupted read data.
 
 use super::pci::DmaCtx;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -89,6 +90,8 @@ pub struct NvmeFaults {
     pub fatal_on: Option<(bool, u8)>,
     /// Register accesses before a completion is posted.
     pub latency: u64,
+    /// Invert this byte of the data every Read returns (silent corruption).
+    pub corrupt_read_byte: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -722,7 +725,10 @@ impl FakeNvme {
                 }
                 let at = (slba * bs) as usize;
                 let st = if opcode == 0x02 {
-                    let data = self.disk[at..at + len as usize].to_vec();
+                    let mut data = self.disk[at..at + len as usize].to_vec();
+                    if let Some(b) = self.faults.corrupt_read_byte.and_then(|i| data.get_mut(i)) {
+                        *b = !*b;
+                    }
                     self.ctrl_to_host(cmd, &data, dma)
                 } else {
                     let mut data = alloc::vec![0u8; len as usize];
