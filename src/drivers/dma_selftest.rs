@@ -113,6 +113,58 @@ pub fn fill_pattern(seed: u64, offset: u64, buf: &mut [u8]) {
     }
 }
 
+/// The NVMe controllers (class 01:08:02) PCI setup gave a BAR0, as
+/// self-test targets, with bus mastering turned on; `dma` gives each PHB's
+/// default window and DDW tokens.  Controllers whose PHB has no default
+/// window, or whose COMMAND cannot be written, are left out with a line in
+/// the second list.
+pub fn nvme_targets<P: Platform + ?Sized>(
+    p: &mut P,
+    cfg: &crate::pci::ConfigAccess,
+    phbs: &[crate::pci::tree::PhbResult],
+    dma: &crate::devtree::dma::DmaModel,
+) -> (Vec<Target>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut lines = Vec::new();
+    for phb in phbs {
+        let node = dma.nodes.iter().find(|n| n.buid == Some(phb.top.buid));
+        let Some((window, ddw)) = node.and_then(|n| Some((n.window?, n.ddw))) else {
+            lines.push(format!(
+                "dma-selftest: {}: no default DMA window",
+                phb.top.path
+            ));
+            continue;
+        };
+        for f in phb.top.all() {
+            if f.class_code != 0x01_08_02 {
+                continue;
+            }
+            let Some(bar) = phb
+                .plan
+                .bars_of(&f.path)
+                .find(|a| a.bar.reg == crate::pci::reg::BAR0)
+            else {
+                lines.push(format!("dma-selftest: {}: BAR0 has no address", f.path));
+                continue;
+            };
+            let master = crate::pci::command::MASTER;
+            if let Err(e) = cfg.update_command(p, phb.top.buid, f.bdf, master, 0) {
+                lines.push(format!("dma-selftest: {}: bus mastering: {e}", f.path));
+                continue;
+            }
+            out.push(Target {
+                name: f.path.clone(),
+                mmio: Mmio::new(bar.cpu_addr, bar.bar.size),
+                buid: phb.top.buid,
+                bdf: f.bdf,
+                default_liobn: window.liobn,
+                ddw,
+            });
+        }
+    }
+    (out, lines)
+}
+
 const CHUNK: usize = 4096;
 
 fn mib(bytes: u64) -> String {

@@ -823,3 +823,54 @@ fn pattern_is_stable() {
     assert_eq!(dma_selftest::page_shift_for(0x3, 1 << 30), Some(16));
     assert_eq!(dma_selftest::page_shift_for(0x4, 1 << 20), None);
 }
+
+/// From QEMU's tree to PASS: PCI setup assigns the BARs (one NVMe behind a
+/// pci-bridge, one on the root bus), the targets come from the plans and the
+/// DMA model, the self-test runs on both.
+#[test]
+fn selftest_end_to_end_on_qemu_bridge_tree() {
+    for v in ["7.2", "10.0"] {
+        let path = alloc::format!(
+            "{}/qemu-tests/trees/qemu-{v}-bridge.dtb",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut tree = crate::devtree::Tree::from_fdt(&std::fs::read(path).unwrap()).unwrap();
+        let ram = 256u64 << 20;
+        let mut p = FakePlatform::new(ram as usize);
+        let (phbs, _) = crate::pci::tree::phbs(&tree);
+        assert_eq!(p.plug_qemu_tree(&phbs), Vec::<String>::new());
+        let (res, lines) = crate::pci::tree::setup(&mut p, &mut tree);
+        assert_eq!(
+            lines,
+            ["pci: /pci@800000020000000: 4 functions, 7 BARs and 3 bridge windows assigned"]
+        );
+        let dma = crate::devtree::dma::DmaModel::from_tree(&tree);
+        let mut tces = TceManager::new();
+        tces.add_window(TceWindow::new(0x8000_0000, 0, 1 << 30, 12).unwrap())
+            .unwrap();
+        let cfg = crate::pci::tree::config_access(&tree).unwrap();
+        let (targets, l) = super::dma_selftest::nvme_targets(&mut p, &cfg, &res, &dma);
+        assert!(l.is_empty(), "{l:?}");
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "/pci@800000020000000/pci@0/mass-storage@0",
+                "/pci@800000020000000/mass-storage@1"
+            ]
+        );
+        assert_eq!(targets[0].bdf, Bdf::new(1, 0, 0));
+        assert_eq!(targets[0].mmio.base(), 0x2000_8004_0000);
+        let rep = dma_selftest(&mut p, &mut tces, &targets, &params(ram));
+        assert!(rep.passed(), "{:#?}", rep.lines);
+        for t in &targets {
+            let n = p.nvme(t.buid, t.bdf).unwrap();
+            let want = pattern(pattern_seed(2, 4096), 1 << 20);
+            assert!(
+                n.disk[4096 * 512..4096 * 512 + (1 << 20)] == want[..],
+                "{}",
+                t.name
+            );
+        }
+    }
+}

@@ -577,6 +577,45 @@ impl FakePlatform {
         host.functions.push(f);
     }
 
+    /// Plug in the QEMU device model of every function node of `phbs` (as
+    /// [`crate::pci::tree::phbs`] reads them from one of QEMU's trees), on
+    /// the PHB whose BUID the tree gives.  Bridges get the secondary bus of
+    /// their children.  Returns the nodes this fake has no model for.
+    pub fn plug_qemu_tree(&mut self, phbs: &[crate::pci::PhbNode]) -> Vec<alloc::string::String> {
+        fn walk(
+            p: &mut FakePlatform,
+            index: u32,
+            nodes: &[crate::pci::DevNode],
+            missing: &mut Vec<alloc::string::String>,
+        ) {
+            for n in nodes {
+                let Some(r0) = n.reg.first() else {
+                    missing.push(n.path.clone());
+                    continue;
+                };
+                let bdf = Bdf::from_phys_hi(r0.phys_hi);
+                let secondary = n
+                    .children
+                    .iter()
+                    .find_map(|c| c.reg.first())
+                    .map_or(0, |r| Bdf::from_phys_hi(r.phys_hi).bus);
+                let ids = (n.vendor_id.unwrap_or(0), n.device_id.unwrap_or(0));
+                match FakeFunction::qemu_model(bdf, ids.0, ids.1, secondary) {
+                    Some(f) => p.add_function(index, f),
+                    None => missing.push(n.path.clone()),
+                }
+                walk(p, index, &n.children, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        for phb in phbs {
+            let index = phb.buid.wrapping_sub(super::phb::qemu_buid(0)) as u32;
+            self.add_phb(index);
+            walk(self, index, &phb.children, &mut missing);
+        }
+        missing
+    }
+
     /// The NVMe model at `bdf` of PHB `buid`.
     pub fn nvme_mut(&mut self, buid: u64, bdf: Bdf) -> Option<&mut FakeNvme> {
         match &mut self.pci.host_mut(buid)?.function_mut(bdf)?.model {

@@ -24,29 +24,7 @@ fn tree_of(name: &str) -> Tree {
 
 /// Plug the QEMU device model of every node of `phbs` into `p`.
 fn populate(p: &mut FakePlatform, phbs: &[PhbNode]) {
-    fn walk(p: &mut FakePlatform, index: u32, nodes: &[DevNode]) {
-        for n in nodes {
-            let bdf = Bdf::from_phys_hi(n.reg[0].phys_hi);
-            let secondary = n
-                .children
-                .first()
-                .map_or(0, |c| Bdf::from_phys_hi(c.reg[0].phys_hi).bus);
-            let f = FakeFunction::qemu_model(
-                bdf,
-                n.vendor_id.unwrap(),
-                n.device_id.unwrap(),
-                secondary,
-            )
-            .unwrap_or_else(|| panic!("no fake model for {}", n.path));
-            p.add_function(index, f);
-            walk(p, index, &n.children);
-        }
-    }
-    for phb in phbs {
-        let index = (phb.buid - qemu_buid(0)) as u32;
-        p.add_phb(index);
-        walk(p, index, &phb.children);
-    }
+    assert_eq!(p.plug_qemu_tree(phbs), Vec::<String>::new());
 }
 
 fn ci_load(p: &mut FakePlatform, addr: u64, size: u64) -> u64 {

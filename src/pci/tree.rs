@@ -119,3 +119,84 @@ pub fn update_probe_only(tree: &mut Tree, complete: bool) -> Result<Option<u32>,
     }
     Ok(new)
 }
+
+/// One PHB after [`setup`].
+#[derive(Clone, Debug)]
+pub struct PhbResult {
+    pub top: super::PhbTopology,
+    pub plan: Plan,
+    pub report: super::assign::ApplyReport,
+}
+
+/// The config-space tokens of `/rtas`, if the platform has both.
+pub fn config_access(tree: &Tree) -> Option<super::ConfigAccess> {
+    let read = crate::devtree::dma::rtas_token(tree, "ibm,read-pci-config")?;
+    let write = crate::devtree::dma::rtas_token(tree, "ibm,write-pci-config")?;
+    Some(super::ConfigAccess::new(read, write))
+}
+
+/// Everything PCI at boot: for every PHB of `tree`, check its functions
+/// against config space, size and assign their BARs and bridge windows,
+/// program them, write `assigned-addresses`, then make
+/// `/chosen/linux,pci-probe-only` agree.  Returns the per-PHB results and
+/// the lines to print (problems, unassigned BARs, failed writes, a summary
+/// per PHB).  Never stops at a bad node or PHB.
+pub fn setup<P: crate::platform::Platform + ?Sized>(
+    p: &mut P,
+    tree: &mut Tree,
+) -> (Vec<PhbResult>, Vec<String>) {
+    let mut lines = Vec::new();
+    let (phbs, warnings) = phbs(tree);
+    lines.extend(warnings.into_iter().map(|w| format!("pci: {w}")));
+    if phbs.is_empty() {
+        return (Vec::new(), lines);
+    }
+    let Some(cfg) = config_access(tree) else {
+        lines.push(String::from(
+            "pci: /rtas lacks ibm,read-pci-config or ibm,write-pci-config; BARs left unassigned",
+        ));
+        let _ = update_probe_only(tree, false);
+        return (Vec::new(), lines);
+    };
+    let mut out = Vec::new();
+    let mut complete = true;
+    for phb in &phbs {
+        let top = super::discover(p, &cfg, phb);
+        for pr in &top.problems {
+            lines.push(format!("pci: {pr}"));
+        }
+        let plan = super::assign::plan(&top);
+        for u in &plan.unassigned {
+            lines.push(format!("pci: {u}"));
+        }
+        let report = super::assign::apply(p, &cfg, &plan);
+        for (path, e) in &report.config_errors {
+            lines.push(format!("pci: {path}: {e}"));
+        }
+        for m in &report.mismatches {
+            lines.push(format!(
+                "pci: {}: register {:#x} reads {:#x} after writing {:#x}",
+                m.path, m.reg, m.read, m.wrote
+            ));
+        }
+        if let Err(e) = write_assigned_addresses(tree, &plan) {
+            lines.push(format!("pci: {}: assigned-addresses: {e}", top.path));
+        }
+        complete &= plan.complete() && report.ok();
+        lines.push(format!(
+            "pci: {}: {} functions, {} BARs and {} bridge windows assigned{}",
+            top.path,
+            top.all().len(),
+            report.bars,
+            report.windows,
+            if plan.complete() { "" } else { " (incomplete)" }
+        ));
+        out.push(PhbResult { top, plan, report });
+    }
+    match update_probe_only(tree, complete) {
+        Ok(Some(v)) => lines.push(format!("pci: /chosen/linux,pci-probe-only set to {v}")),
+        Ok(None) => {}
+        Err(e) => lines.push(format!("pci: /chosen/linux,pci-probe-only: {e}")),
+    }
+    (out, lines)
+}
