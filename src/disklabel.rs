@@ -109,10 +109,14 @@ impl fmt::Display for LabelError {
     }
 }
 
+/// A block device could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadError;
+
 /// Reads `buf.len()` bytes (a multiple of the block size) from block `lba`.
 pub trait BlockRead {
     fn block_size(&self) -> u32;
-    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), ()>;
+    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), ReadError>;
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -180,7 +184,7 @@ fn read_gpt<D: BlockRead + ?Sized>(d: &mut D, bs: usize) -> Result<Vec<Partition
     let entries_lba = le64(&h, 72);
     let count = le32(&h, 80) as usize;
     let entry_size = le32(&h, 84) as usize;
-    if !(128..=4096).contains(&entry_size) || entry_size % 8 != 0 {
+    if !(128..=4096).contains(&entry_size) || !entry_size.is_multiple_of(8) {
         return Err(bad("entry size"));
     }
     let count = count.min(MAX_PARTITIONS);

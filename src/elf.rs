@@ -117,13 +117,6 @@ impl Rd<'_> {
             u64::from_be_bytes(a)
         })
     }
-    fn word(&self, at: usize, class64: bool) -> Result<u64, ElfError> {
-        if class64 {
-            self.u64(at)
-        } else {
-            self.u32(at).map(u64::from)
-        }
-    }
 }
 
 const EM_PPC: u16 = 20;

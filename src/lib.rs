@@ -14,6 +14,7 @@ pub mod console;
 pub mod disklabel;
 pub mod elf;
 pub mod devtree;
+pub mod drivers;
 pub mod exception;
 pub mod firmware;
 pub mod hcall;
