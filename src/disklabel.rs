@@ -242,12 +242,10 @@ pub(crate) mod tests {
         fn block_size(&self) -> u32 {
             self.bs
         }
-        fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), ()> {
-            let at = (lba as usize).checked_mul(self.bs as usize).ok_or(())?;
-            let src = self
-                .data
-                .get(at..at.checked_add(buf.len()).ok_or(())?)
-                .ok_or(())?;
+        fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+            let at = (lba as usize).checked_mul(self.bs as usize).ok_or(ReadError)?;
+            let end = at.checked_add(buf.len()).ok_or(ReadError)?;
+            let src = self.data.get(at..end).ok_or(ReadError)?;
             buf.copy_from_slice(src);
             Ok(())
         }
