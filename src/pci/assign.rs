@@ -687,7 +687,10 @@ pub fn apply<P: Platform + ?Sized>(p: &mut P, cfg: &ConfigAccess, plan: &Plan) -
         }
     }
     for d in &plan.decode {
-        match cfg.update_command(p, buid, d.bdf, d.set, 0) {
+        let r = cfg
+            .update_command(p, buid, d.bdf, d.set, 0)
+            .and_then(|_| cfg.read16(p, buid, d.bdf, reg::COMMAND));
+        match r {
             Ok(v) if v & d.set == d.set => rep.decode += 1,
             Ok(v) => rep.mismatches.push(Mismatch {
                 path: d.path.clone(),

@@ -769,3 +769,51 @@ fn config_errors_during_apply_are_collected() {
     assert_eq!(rep.bars, 0);
     assert!(rep.config_errors.len() >= plan.bars.len());
 }
+
+#[test]
+fn setup_without_config_tokens_leaves_bars_to_the_os() {
+    let mut tree = tree_of("qemu-7.2-devices");
+    let rtas = tree.find("/rtas").unwrap();
+    tree.remove_prop(rtas, "ibm,write-pci-config").unwrap();
+    let chosen = tree.find("/chosen").unwrap();
+    tree.remove_prop(chosen, "linux,pci-probe-only").unwrap();
+    let mut p = FakePlatform::new(1 << 20);
+    let (res, lines) = super::tree::setup(&mut p, &mut tree);
+    assert!(res.is_empty());
+    assert_eq!(
+        lines,
+        ["pci: /rtas lacks ibm,read-pci-config or ibm,write-pci-config; BARs left unassigned"]
+    );
+    assert_eq!(tree.prop_u32(chosen, "linux,pci-probe-only"), Some(0));
+    assert!(p.calls.is_empty());
+}
+
+#[test]
+fn setup_reports_problems_and_incomplete_phbs() {
+    let mut tree = tree_of("qemu-10.0-devices");
+    let (phbs, _) = super::tree::phbs(&tree);
+    let mut p = FakePlatform::new(1 << 20);
+    populate(&mut p, &phbs);
+    // The virtio-net is gone from config space (e.g. unplugged).
+    p.pci
+        .host_mut(BUID0)
+        .unwrap()
+        .functions
+        .retain(|f| f.bdf != Bdf::new(0, 2, 0));
+    let chosen = tree.find("/chosen").unwrap();
+    tree.set_prop_u32(chosen, "linux,pci-probe-only", 1)
+        .unwrap();
+    let (res, lines) = super::tree::setup(&mut p, &mut tree);
+    assert_eq!(res.len(), 1);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0]
+        .starts_with("pci: /pci@800000020000000/ethernet@2: no function answers in config space"));
+    assert_eq!(
+        lines[1],
+        "pci: /pci@800000020000000: 3 functions, 7 BARs and 0 bridge windows assigned"
+    );
+    // Everything found was assigned: the platform's value stays.
+    assert_eq!(tree.prop_u32(chosen, "linux,pci-probe-only"), Some(1));
+    let net = tree.find("/pci@800000020000000/ethernet@2").unwrap();
+    assert!(tree.prop(net, "assigned-addresses").is_none());
+}
