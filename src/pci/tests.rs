@@ -817,3 +817,63 @@ fn setup_reports_problems_and_incomplete_phbs() {
     let net = tree.find("/pci@800000020000000/ethernet@2").unwrap();
     assert!(tree.prop(net, "assigned-addresses").is_none());
 }
+
+#[test]
+fn bridge_nodes_get_bus_range_and_ranges() {
+    for v in ["7.2", "10.0"] {
+        let mut tree = tree_of(&alloc::format!("qemu-{v}-bridge"));
+        let (phbs, _) = super::tree::phbs(&tree);
+        let mut p = FakePlatform::new(1 << 20);
+        populate(&mut p, &phbs);
+        let br = tree.find("/pci@800000020000000/pci@0").unwrap();
+        assert!(tree.prop(br, "bus-range").is_none() && tree.prop(br, "ranges").is_none());
+        let (_, lines) = super::tree::setup(&mut p, &mut tree);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let cells = |name| tree.prop_cells(br, name).unwrap().collect::<Vec<u32>>();
+        assert_eq!(tree.prop_str(br, "device_type"), Some("pci"));
+        assert_eq!(cells("bus-range"), [1, 1]);
+        assert_eq!(
+            cells("ranges"),
+            [
+                0x0100_0000,
+                0,
+                0x1000,
+                0x0100_0000,
+                0,
+                0x1000,
+                0,
+                0x1000, //
+                0x0200_0000,
+                0,
+                0x8000_0000,
+                0x0200_0000,
+                0,
+                0x8000_0000,
+                0,
+                0x10_0000, //
+                0x4300_0000,
+                0x2100,
+                0,
+                0x4300_0000,
+                0x2100,
+                0,
+                0,
+                0x10_0000,
+            ]
+        );
+        // The tree decodes them as 1:1 windows.
+        let r = tree.ranges(br).unwrap().unwrap();
+        assert!(r
+            .iter()
+            .all(|e| e.child == e.parent && e.child_hi == e.parent_hi));
+        // Devices behind the bridge carry their assignments too.
+        let nvme = tree
+            .find("/pci@800000020000000/pci@0/mass-storage@0")
+            .unwrap();
+        let a: Vec<u32> = tree
+            .prop_cells(nvme, "assigned-addresses")
+            .unwrap()
+            .collect();
+        assert_eq!(a, [0x8301_0010, 0, 0x8004_0000, 0, 0x4000]);
+    }
+}

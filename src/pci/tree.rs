@@ -1,7 +1,8 @@
 //! PCI and the live device tree: the PHBs and function nodes as
 //! [`discover`](super::discover) takes them, and the results written back —
 //! `assigned-addresses` on every function node (PCI Bus Binding to IEEE 1275
-//! §4.1.3) and `/chosen/linux,pci-probe-only` (QEMU pseries contract §4.6).
+//! §4.1.3), `device_type`, `bus-range` and `ranges` on bridge nodes, and
+//! `/chosen/linux,pci-probe-only` (QEMU pseries contract §4.6).
 //!
 //! A PHB is a child of the root with `device_type = "pci"` (as in
 //! [`crate::devtree::dma`]); its BUID is the address of its first `reg`
@@ -106,6 +107,52 @@ pub fn write_assigned_addresses(tree: &mut Tree, plan: &Plan) -> Result<usize, T
     Ok(n)
 }
 
+/// `device_type = "pci"`, `bus-range` (secondary and subordinate bus) and
+/// `ranges` (its windows, bus addresses mapped 1:1) on every bridge node
+/// (PCI Bus Binding to IEEE 1275 §3.1 and the PCI-to-PCI bridge binding):
+/// QEMU writes none of them, and Linux (`of_create_pci_dev`,
+/// `of_scan_pci_bridge`) treats a node as a bridge and looks behind it only
+/// with all three.  Returns how many bridge nodes were written.
+pub fn write_bridge_properties(
+    tree: &mut Tree,
+    top: &super::PhbTopology,
+    plan: &Plan,
+) -> Result<usize, TreeError> {
+    use super::assign::Class;
+    let mut n = 0;
+    for f in top.all() {
+        let Some(br) = &f.bridge else { continue };
+        let Some(node) = tree.find(&f.path) else {
+            continue;
+        };
+        // Linux makes a pci_dev a bridge (and scans behind it) only for
+        // device_type "pci" or "pciex"; QEMU writes none on bridge nodes.
+        if tree.prop(node, "device_type").is_none() {
+            tree.set_prop_str(node, "device_type", "pci")?;
+        }
+        tree.set_prop_cells(
+            node,
+            "bus-range",
+            &[br.secondary as u32, br.subordinate as u32],
+        )?;
+        let mut cells = Vec::new();
+        for w in plan.windows.iter().filter(|w| w.bdf == f.bdf) {
+            let size = w.limit - w.base + 1;
+            let hi = match w.class {
+                Class::Io => 0x0100_0000,
+                Class::Mem32 => 0x0200_0000,
+                Class::Mem64 if w.limit >> 32 != 0 => 0x4300_0000,
+                Class::Mem64 => 0x4200_0000,
+            };
+            let (bh, bl) = ((w.base >> 32) as u32, w.base as u32);
+            cells.extend_from_slice(&[hi, bh, bl, hi, bh, bl, (size >> 32) as u32, size as u32]);
+        }
+        tree.set_prop_cells(node, "ranges", &cells)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Make `/chosen/linux,pci-probe-only` agree with what the firmware did
 /// ([`probe_only_after`]); returns the value written, if any.
 pub fn update_probe_only(tree: &mut Tree, complete: bool) -> Result<Option<u32>, TreeError> {
@@ -181,6 +228,9 @@ pub fn setup<P: crate::platform::Platform + ?Sized>(
         }
         if let Err(e) = write_assigned_addresses(tree, &plan) {
             lines.push(format!("pci: {}: assigned-addresses: {e}", top.path));
+        }
+        if let Err(e) = write_bridge_properties(tree, &top, &plan) {
+            lines.push(format!("pci: {}: bridge properties: {e}", top.path));
         }
         complete &= plan.complete() && report.ok();
         lines.push(format!(
