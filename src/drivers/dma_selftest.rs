@@ -331,7 +331,7 @@ fn one<P: Platform + ?Sized>(
     let len = blocks * bs;
     let bufs = if params
         .lba
-        .checked_add(2 * blocks)
+        .checked_add(blocks.saturating_mul(2))
         .is_none_or(|e| e > id.blocks)
     {
         r.fail(format!(
@@ -448,6 +448,9 @@ fn ddw_pass<P: Platform + ?Sized>(
         return r.fail(format!("no offered page size fits {} of RAM", mib(ram)));
     };
     let window_shift = ceil_log2(ram).max(page_shift);
+    if window_shift >= 64 {
+        return r.fail(format!("no window can cover {ram:#x} bytes of RAM"));
+    }
     if window_shift - page_shift > 63 || 1u64 << (window_shift - page_shift) > largest {
         return r.fail(format!(
             "a window of 2^{window_shift} bytes in 2^{page_shift}-byte pages exceeds the largest block"

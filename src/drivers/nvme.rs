@@ -903,7 +903,7 @@ impl Nvme {
         let mut r = Ok(());
         while done < count {
             let n = (count - done).min(per);
-            let at = bus + done * bs;
+            let at = bus.wrapping_add(done * bs);
             r = self.rw(p, opcode, lba + done, n, at, n * bs);
             if r.is_err() {
                 break;
@@ -940,7 +940,7 @@ impl Nvme {
         let prp2 = if len <= first {
             0
         } else if len - first <= PAGE {
-            (bus & !(PAGE - 1)) + PAGE
+            (bus & !(PAGE - 1)).wrapping_add(PAGE)
         } else {
             // PRP list: the bus address of every further page.
             let pages = (len - first).div_ceil(PAGE);
@@ -950,9 +950,9 @@ impl Nvme {
                 ));
             }
             let mut list = Vec::with_capacity(pages as usize * 8);
-            let base = (bus & !(PAGE - 1)) + PAGE;
+            let base = (bus & !(PAGE - 1)).wrapping_add(PAGE);
             for i in 0..pages {
-                list.extend_from_slice(&(base + i * PAGE).to_le_bytes());
+                list.extend_from_slice(&base.wrapping_add(i * PAGE).to_le_bytes());
             }
             p.write(self.prp.phys, &list)?;
             self.prp.bus()
