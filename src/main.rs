@@ -37,32 +37,45 @@ mod firmware {
 
     fn fatal(msg: core::fmt::Arguments) -> ! {
         use core::fmt::Write;
-        let mut w = VtyWriter { vty: &VTY, hv: &mut RealPlatform };
+        let mut w = VtyWriter {
+            vty: &VTY,
+            hv: &mut RealPlatform,
+        };
         let _ = writeln!(w, "papr-fw: {msg}");
         papr_fw::terminate(&mut RealPlatform, "papr-fw: fatal error at boot")
     }
 
     #[no_mangle]
     extern "C" fn rust_start(fdt_addr: u64) -> ! {
+        let tb_entry = arch::timebase();
         arch::mark_started();
         let _ = log::set_logger(&LOGGER);
         log::set_max_level(log::LevelFilter::Info);
-        log::info!("papr-fw {} — partition firmware for pseries", env!("CARGO_PKG_VERSION"));
+        log::info!(
+            "papr-fw {} — partition firmware for pseries",
+            env!("CARGO_PKG_VERSION")
+        );
 
         // QEMU's tree, validated before anything depends on it (no heap yet).
         // QEMU always places it below 2 GiB inside the RMA; until /memory is
         // read that is all the firmware assumes about RAM.
         RealMemory::set_limit(FDT_MAX_ADDR);
         let Some(header) = arch::phys_bytes(fdt_addr, 8) else {
-            fatal(format_args!("no device tree: r3 = {fdt_addr:#x} is not in RAM"))
+            fatal(format_args!(
+                "no device tree: r3 = {fdt_addr:#x} is not in RAM"
+            ))
         };
         let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as u64;
         let Some(blob) = arch::phys_bytes(fdt_addr, total.clamp(8, FDT_SLOT)) else {
-            fatal(format_args!("device tree at {fdt_addr:#x}: size {total:#x} runs past RAM"))
+            fatal(format_args!(
+                "device tree at {fdt_addr:#x}: size {total:#x} runs past RAM"
+            ))
         };
         let fdt = match Fdt::new(blob) {
             Ok(f) => f,
-            Err(e) => fatal(format_args!("malformed device tree from QEMU at {fdt_addr:#x}: {e}")),
+            Err(e) => fatal(format_args!(
+                "malformed device tree from QEMU at {fdt_addr:#x}: {e}"
+            )),
         };
 
         // The RMA (real mode area): all the firmware may touch in real mode.
@@ -73,7 +86,11 @@ mod firmware {
             .and_then(|m| fdt.reg(&m).ok())
             .and_then(|mut r| r.find(|(a, s)| *a == 0 && *s != 0))
             .map(|(_, s)| s);
-        let Some(rma) = rma else { fatal(format_args!("the device tree has no /memory@0 at address 0")) };
+        let Some(rma) = rma else {
+            fatal(format_args!(
+                "the device tree has no /memory@0 at address 0"
+            ))
+        };
         RealMemory::set_limit(rma);
 
         let top = rma.min(FDT_MAX_ADDR);
@@ -85,7 +102,10 @@ mod firmware {
         // SAFETY: [heap.base, heap.end()) is RAM inside the RMA that nothing
         // else uses (below QEMU's tree slot, above any initrd QEMU loads), and
         // it is given to the allocator once, before any allocation.
-        unsafe { HEAP.lock().init(heap.base as usize as *mut u8, heap.size as usize) };
+        unsafe {
+            HEAP.lock()
+                .init(heap.base as usize as *mut u8, heap.size as usize)
+        };
 
         let layout = Layout {
             firmware: l.firmware,
@@ -114,9 +134,17 @@ mod firmware {
                     "papr-fw: booting the kernel at {:#x} ({} bytes{}), client interface at {:#x}",
                     image.entry,
                     image.image.size,
-                    if image.initrd.size != 0 { ", with initrd" } else { "" },
+                    if image.initrd.size != 0 {
+                        ", with initrd"
+                    } else {
+                        ""
+                    },
                     arch::cif_entry_address()
                 );
+                // papr-fw's own start-up time, from the timebase (bench-boot reads it).
+                let us =
+                    arch::timebase().wrapping_sub(tb_entry) * 1_000_000 / fw.timebase_hz.max(1);
+                log::info!("papr-fw: handing over after {us} us");
                 *FIRMWARE.lock() = Some(fw);
                 arch::start_client(image.entry, image.initrd.base, image.initrd.size, stack)
             }
@@ -150,7 +178,10 @@ mod firmware {
     fn panic(info: &core::panic::PanicInfo) -> ! {
         use core::fmt::Write;
         VTY.set_muted(false);
-        let mut w = VtyWriter { vty: &VTY, hv: &mut RealPlatform };
+        let mut w = VtyWriter {
+            vty: &VTY,
+            hv: &mut RealPlatform,
+        };
         let _ = writeln!(w, "papr-fw: panic: {info}");
         papr_fw::terminate(&mut RealPlatform, "papr-fw: panic")
     }
