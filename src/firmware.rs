@@ -68,6 +68,8 @@ pub struct Firmware {
     pub policy: DdwPolicy,
     /// The client interface.
     pub client: Client,
+    /// PCI set-up results per host bridge.
+    pub pci: Vec<crate::pci::tree::PhbResult>,
     /// The packed resident RTAS runtime (`rtas::resident::Blob`); empty when
     /// the image was built without one.
     pub rtas_blob: &'static [u8],
@@ -130,6 +132,7 @@ impl Firmware {
             summary: Vec::new(),
             policy,
             client: Client::default(),
+            pci: Vec::new(),
             rtas_blob: &[],
         };
         fw.present();
@@ -142,7 +145,81 @@ impl Firmware {
             warn!("unknown firmware option '{k}' (ignored)");
         }
         fw.init_tce(p);
+        fw.init_pci(p);
         Ok(fw)
+    }
+
+    /// PCI: check QEMU's device nodes against config space, assign BARs and
+    /// bridge windows from each host bridge's `ranges`, enable decoding and
+    /// publish `assigned-addresses` (QEMU assigns none).
+    fn init_pci<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        let (results, lines) = crate::pci::tree::setup(p, &mut self.tree);
+        for l in &lines {
+            info!("papr-fw: {l}");
+        }
+        self.pci = results;
+    }
+
+    /// Boot-time self-tests the options ask for: `dma-selftest=on` (NVMe DMA
+    /// through the default and a dynamic window) and `tce-bench=on` (TCE
+    /// mapping throughput).  Both leave every window as QEMU set it up.
+    pub fn run_selftests<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        if self.options.flag("dma-selftest").unwrap_or(false) {
+            self.dma_selftest(p);
+        }
+        if self.options.flag("tce-bench").unwrap_or(false) {
+            self.tce_bench(p);
+        }
+    }
+
+    fn dma_selftest<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        use crate::drivers::dma_selftest::{self, Params};
+        let Some(cfg) = crate::pci::tree::config_access(&self.tree) else {
+            info!("dma-selftest: FAIL no PCI config-space access in /rtas");
+            return;
+        };
+        let (targets, lines) = dma_selftest::nvme_targets(p, &cfg, &self.pci, &self.dma);
+        for l in &lines {
+            info!("{l}");
+        }
+        let lba = match self.options.number("dma-selftest-lba") {
+            Ok(v) => v.unwrap_or(2048),
+            Err(e) => {
+                warn!("{e}; using LBA 2048");
+                2048
+            }
+        };
+        let params = Params {
+            lba,
+            bytes: 1 << 20,
+            ram_top: self.ram.iter().map(|r| r.end()).max().unwrap_or(0),
+            nvme: crate::drivers::nvme::NvmeConfig::new(self.timebase_hz),
+        };
+        let report = dma_selftest::dma_selftest(p, &mut self.tce, &targets, &params);
+        for l in &report.lines {
+            info!("{l}");
+        }
+    }
+
+    /// Map and unmap 256 MiB of RAM through the first PHB's default window,
+    /// one TCE per H_PUT_TCE and then 512 per H_PUT_TCE_INDIRECT.
+    fn tce_bench<P: Platform + ?Sized>(&mut self, p: &mut P) {
+        let Some(liobn) = self
+            .dma
+            .nodes
+            .iter()
+            .find(|n| n.kind == DmaNodeKind::Phb)
+            .and_then(|n| n.window)
+            .map(|w| w.liobn)
+        else {
+            info!("tce-bench: no PHB window");
+            return;
+        };
+        let bytes = (256u64 << 20).min(self.rma.size / 2);
+        match crate::tce::bench(p, &mut self.tce, liobn, 0, bytes, self.timebase_hz) {
+            Ok(r) => info!("tce-bench: {r}"),
+            Err(e) => warn!("tce-bench: {e}"),
+        }
     }
 
     /// The DMA windows QEMU set up, registered with the TCE layer and cleared

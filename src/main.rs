@@ -119,6 +119,7 @@ mod firmware {
             Err(e) => fatal(format_args!("{e}")),
         };
         fw.rtas_blob = RTAS_BLOB;
+        fw.run_selftests(&mut p);
         match fw.options.get("debug-exception") {
             Some("program") => arch::force_program_interrupt(),
             Some("fp") => arch::force_fp_unavailable(),
