@@ -189,6 +189,15 @@ impl PlatformSupport {
     }
 }
 
+/// How much of a reply buffer of `buf_size` bytes to read, from its first 12
+/// bytes (update header, the tree's magic and totalsize): the header and the
+/// tree, never less than those 12 bytes nor more than the buffer (so
+/// [`reply_fdt`] still sees a tree that claims to be larger than the buffer).
+pub fn reply_len(head: &[u8; 12], buf_size: u64) -> u64 {
+    let total = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as u64;
+    (4 + total).clamp(head.len() as u64, buf_size)
+}
+
 /// The reply QEMU writes at the CAS buffer: a 4-byte header whose
 /// `version_id` (1) is in the *host's* byte order (contract S3), then a packed
 /// FDT.  Returns the FDT bytes.
@@ -349,6 +358,25 @@ pub(crate) mod tests {
         assert!(reply_fdt(&buf).is_err());
         buf[..4].copy_from_slice(&[1, 0, 0, 0]);
         buf[8..12].copy_from_slice(&4096u32.to_be_bytes());
+        assert!(reply_fdt(&buf).is_err());
+    }
+
+    #[test]
+    fn reply_len_is_header_and_tree_within_the_buffer() {
+        let mut head = [0u8; 12];
+        head[..4].copy_from_slice(&[1, 0, 0, 0]);
+        head[4..8].copy_from_slice(&[0xd0, 0x0d, 0xfe, 0xed]);
+        head[8..12].copy_from_slice(&14544u32.to_be_bytes());
+        assert_eq!(reply_len(&head, 2 << 20), 4 + 14544);
+        // A tree claiming more than the buffer: read the buffer, and
+        // reply_fdt refuses it as before.
+        head[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(reply_len(&head, 2 << 20), 2 << 20);
+        // Nonsense sizes never read less than the 12 bytes already seen.
+        head[8..12].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(reply_len(&head, 2 << 20), 12);
+        let mut buf = alloc::vec![0u8; 12];
+        buf.copy_from_slice(&head);
         assert!(reply_fdt(&buf).is_err());
     }
 }
