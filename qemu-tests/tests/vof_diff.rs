@@ -20,6 +20,7 @@
 //! | `/chosen` `stdin`, `cpu` | papr-fw only | IEEE 1275 /chosen properties papr-fw provides (console input instance, boot CPU instance); VOF has neither |
 //! | `/chosen` `linux,initrd-start`, `linux,initrd-end` | cell size only | prom_init writes 64-bit values; VOF's CAS rebuilds /chosen from QEMU's state with 32-bit cells; papr-fw merges CAS and keeps the client's.  The values must be equal |
 //! | `/chosen` `rng-seed` | value, if present | random per boot (the kernel normally consumes and removes it) |
+//! | PCI function nodes: `assigned-addresses` | papr-fw only | papr-fw assigns BARs (as SLOF does) so the firmware itself can use the devices; VOF leaves that to Linux.  Each entry must name a BAR of the node's `reg` with its size |
 //! | any `phandle` | numbering | papr-fw numbers its nodes itself; references are compared by the node they name |
 //!
 //! Everything else — every node, every other property, the header's boot
@@ -108,11 +109,46 @@ fn check_allowed(d: &Difference, papr: &FlatTree, vof: &FlatTree) -> Result<&'st
                     }
                 }
                 ("/chosen", "rng-seed", _, _) => Ok("random per boot"),
+                (path, "assigned-addresses", Some(p), None) if path.starts_with("/pci@") => {
+                    check_assigned_addresses(p, papr.prop(path, "reg").unwrap_or(&[]))
+                        .map(|()| "papr-fw assigns PCI BARs (VOF leaves it to Linux)")
+                }
                 _ => Err("not on the list".into()),
             }
         }
         Difference::Node { .. } | Difference::Header { .. } => Err("not on the list".into()),
     }
+}
+
+/// `assigned-addresses` (IEEE 1275 PCI binding §2.1.5, 5 cells per entry:
+/// phys.hi, 64-bit address, 64-bit size) names BARs the node's `reg` lists,
+/// with their sizes, and addresses that are not 0.
+fn check_assigned_addresses(assigned: &[u8], reg: &[u8]) -> Result<(), String> {
+    let entries = |v: &[u8]| -> Vec<(u32, u64, u64)> {
+        v.chunks_exact(20)
+            .map(|e| (be(&e[..4]) as u32, be(&e[4..12]), be(&e[12..20])))
+            .collect()
+    };
+    if assigned.is_empty() || !assigned.len().is_multiple_of(20) {
+        return Err(format!(
+            "{} bytes is not a list of 5-cell entries",
+            assigned.len()
+        ));
+    }
+    let regs = entries(reg);
+    for (hi, addr, size) in entries(assigned) {
+        // Space code and register number; not the n/p/t flags.
+        let bar = regs.iter().find(|r| r.0 & 0x03ff_ffff == hi & 0x03ff_ffff);
+        match bar {
+            Some(r) if r.2 == size && addr != 0 => {}
+            _ => {
+                return Err(format!(
+                    "entry {hi:#x} {addr:#x} {size:#x} is not a BAR of reg {regs:x?}"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 #[test]
