@@ -27,6 +27,8 @@
 pub mod cpio;
 pub mod debs;
 pub mod modules;
+pub mod rtas_trace;
+pub mod vfio;
 
 use crate::qemu::{Config, Firmware, Machine};
 use sha2::{Digest, Sha256};
@@ -310,6 +312,27 @@ pub fn build_initramfs(
     busybox_root: &Path,
     modules: &[&str],
 ) -> Result<Vec<u8>, String> {
+    build_initramfs_with(root, release, busybox_root, modules, &[])
+}
+
+/// A file an initramfs variant adds (parent directories come with it).
+#[derive(Clone, Debug)]
+pub struct ExtraFile {
+    /// Path inside the initramfs, without a leading `/`.
+    pub path: String,
+    pub mode: u32,
+    pub data: Vec<u8>,
+}
+
+/// [`build_initramfs`] plus `extra` files (e.g. a test program and a
+/// `/etc/papr/run/NAME` step for `papr.run=NAME`).
+pub fn build_initramfs_with(
+    root: &Path,
+    release: &str,
+    busybox_root: &Path,
+    modules: &[&str],
+    extra: &[ExtraFile],
+) -> Result<Vec<u8>, String> {
     let mut c = cpio::Cpio::new();
     for d in ["dev", "proc", "sys", "root", "bin", "etc/papr"] {
         c.dir(d, 0o755);
@@ -335,6 +358,9 @@ pub fn build_initramfs(
     c.file("etc/papr/modules", 0o644, list.as_bytes());
     c.file("etc/papr/config", 0o644, guest_config().as_bytes());
     c.file("etc/papr/data.bin", 0o644, &data_pattern());
+    for f in extra {
+        c.file(&f.path, f.mode, &f.data);
+    }
     let archive = c.finish();
 
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
