@@ -26,7 +26,10 @@
  *
  * Usage: papr-vfio [BDF]   (default 0000:00:00.0, the first device of the
  * first PHB under QEMU -nodefaults).  Built static with Debian's ppc64el
- * cross compiler by qemu-tests/src/guest/vfio.rs.
+ * cross compiler by qemu-tests/src/guest/vfio.rs, which is the same as
+ *   powerpc64le-linux-gnu-gcc -static -O2 -s -Wall -Wextra -Werror \
+ *       -o papr-vfio papr-vfio.c
+ * (packages gcc-powerpc64le-linux-gnu and libc6-dev-ppc64el-cross).
  */
 #define _GNU_SOURCE
 #include <errno.h>
