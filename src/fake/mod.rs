@@ -11,6 +11,7 @@
 pub mod nvme;
 pub mod pci;
 pub mod phb;
+pub mod virtio;
 
 use crate::hcall::{op, rc, HcallReturn, Hypervisor};
 use crate::memory::{FakeMemory, MemError, Memory};

@@ -16,6 +16,7 @@
 
 use super::nvme::FakeNvme;
 use super::phb::FakeTceTable;
+use super::virtio::FakeVirtio;
 use super::FakePlatform;
 use crate::hcall::{op, rc};
 use crate::memory::{FakeMemory, Memory};
@@ -61,6 +62,8 @@ pub enum Model {
     Inert,
     Bridge,
     Nvme(Box<FakeNvme>),
+    /// A modern virtio-pci device behind BAR4 ([`super::virtio`]).
+    Virtio(Box<FakeVirtio>),
 }
 
 /// One PCI function.
@@ -192,12 +195,62 @@ impl FakeFunction {
         let f = FakeFunction::new(bdf, 0x1af4, device, class_rev, 0, 256)
             .with_bar(0, io_size, bar_type::IO)
             .with_bar(1, 0x1000, bar_type::MEM32)
-            .with_bar(4, 0x4000, bar_type::MEM64 | bar_type::PREFETCH);
+            .with_bar(4, 0x4000, bar_type::MEM64 | bar_type::PREFETCH)
+            .with_virtio_caps();
         if rom {
             f.with_bar(6, 0x40000, 0)
         } else {
             f
         }
+    }
+
+    /// The vendor capabilities QEMU's virtio-pci puts in config space for
+    /// the modern interface (hw/virtio/virtio-pci.c
+    /// `virtio_pci_modern_regions_init` / `virtio_pci_modern_region_map`),
+    /// all in BAR4: common configuration, ISR, device configuration,
+    /// notifications (multiplier 4), then the PCI configuration access
+    /// capability; the list is linked from 0x34 and STATUS says it exists.
+    pub fn with_virtio_caps(mut self) -> Self {
+        use super::virtio::{COMMON_OFF, DEVICE_OFF, ISR_OFF, NOTIFY_MULT, NOTIFY_OFF};
+        let caps: [(u8, u8, u32, u32, u8); 5] = [
+            (0x40, 1, COMMON_OFF as u32, 0x1000, 16),
+            (0x50, 3, ISR_OFF as u32, 0x1000, 16),
+            (0x60, 4, DEVICE_OFF as u32, 0x1000, 16),
+            (0x70, 2, NOTIFY_OFF as u32, 0x1000, 20),
+            (0x84, 5, 0, 0, 20),
+        ];
+        for (i, (at, ty, off, len, clen)) in caps.iter().enumerate() {
+            let a = *at as usize;
+            let next = caps.get(i + 1).map_or(0, |c| c.0);
+            self.config[a] = 0x09;
+            self.config[a + 1] = next;
+            self.config[a + 2] = *clen;
+            self.config[a + 3] = *ty;
+            self.config[a + 4] = if *ty == 5 { 0 } else { 4 };
+            self.config[a + 8..a + 12].copy_from_slice(&off.to_le_bytes());
+            self.config[a + 12..a + 16].copy_from_slice(&len.to_le_bytes());
+            if *ty == 2 {
+                self.config[a + 16..a + 20].copy_from_slice(&NOTIFY_MULT.to_le_bytes());
+            }
+            for b in &mut self.wmask[a..a + *clen as usize] {
+                *b = 0;
+            }
+        }
+        self.config[0x34] = 0x40;
+        self.wmask[0x34] = 0;
+        let st = self.get16(reg::STATUS) | 0x10;
+        self.set16(reg::STATUS, st);
+        self
+    }
+
+    /// virtio-blk with a device model behind its modern BAR.
+    pub fn qemu_virtio_blk_with(bdf: Bdf, dev: FakeVirtio) -> Self {
+        Self::qemu_virtio_blk(bdf).with_model(Model::Virtio(Box::new(dev)))
+    }
+
+    /// virtio-scsi with a device model behind its modern BAR.
+    pub fn qemu_virtio_scsi_with(bdf: Bdf, dev: FakeVirtio) -> Self {
+        Self::qemu_virtio_scsi(bdf).with_model(Model::Virtio(Box::new(dev)))
     }
 
     pub fn qemu_virtio_net(bdf: Bdf) -> Self {
@@ -624,6 +677,14 @@ impl FakePlatform {
         }
     }
 
+    /// The virtio model at `bdf` of PHB `buid`.
+    pub fn virtio_mut(&mut self, buid: u64, bdf: Bdf) -> Option<&mut FakeVirtio> {
+        match &mut self.pci.host_mut(buid)?.function_mut(bdf)?.model {
+            Model::Virtio(v) => Some(v),
+            _ => None,
+        }
+    }
+
     pub fn nvme(&self, buid: u64, bdf: Bdf) -> Option<&FakeNvme> {
         match &self.pci.host(buid)?.function(bdf)?.model {
             Model::Nvme(n) => Some(n),
@@ -706,6 +767,22 @@ pub(super) fn ci_hcall(p: &mut FakePlatform, opcode: u64, a: &[u64; 9], ret: &mu
             .map_or(&[], |ph| ph.tables.as_slice());
         let f = &mut host.functions[i];
         let master = f.command() & command::MASTER != 0;
+        if let Model::Virtio(dev) = &mut f.model {
+            if bar == 4 {
+                let mut dma = DmaCtx {
+                    mem,
+                    tables,
+                    master,
+                    bytes: 0,
+                };
+                if store {
+                    dev.mmio_write(off, n, swap(a[2], n), &mut dma);
+                } else {
+                    ret[0] = swap(dev.mmio_read(off, n), n);
+                }
+            }
+            return rc::H_SUCCESS;
+        }
         if let Model::Nvme(nvme) = &mut f.model {
             let mut dma = DmaCtx {
                 mem,
