@@ -27,6 +27,7 @@
 pub mod cpio;
 pub mod debs;
 pub mod modules;
+pub mod nested;
 pub mod rtas_trace;
 pub mod vfio;
 

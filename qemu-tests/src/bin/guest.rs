@@ -5,6 +5,9 @@
 //! Other commands:
 //! * `update-pins` — read the newest versions from the archive and rewrite
 //!   `qemu-tests/guest/packages.lock` (when Debian dropped a pinned version);
+//! * `update-nested-pins` — resolve the nested L1's ppc64el QEMU and the
+//!   packages of its library closure anew (`qemu_tests::guest::nested`) and
+//!   rewrite their lines of the lock;
 //! * `disk <path> [MiB]` — create a seeded NVMe test disk;
 //! * `verify-disk <path>` — check a disk after a guest ran its checks.
 use qemu_tests::guest::{self, Kernel};
@@ -14,6 +17,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: guest [6.1|6.12|6.12-64k|all]...   (default: all)\n\
          \x20      guest update-pins\n\
+         \x20      guest update-nested-pins\n\
          \x20      guest disk <path> [size in MiB]\n\
          \x20      guest verify-disk <path>"
     );
@@ -29,6 +33,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("update-pins") => update_pins(),
+        Some("update-nested-pins") => update_nested_pins(),
         Some("disk") => {
             let path = args.get(1).unwrap_or_else(|| usage());
             let mib: u64 = match args.get(2) {
@@ -95,7 +100,14 @@ fn update_pins() {
         .take_while(|l| l.starts_with('#'))
         .map(|l| format!("{l}\n"))
         .collect();
-    let body: String = new.iter().map(|p| format!("{}\n", p.line())).collect();
+    let mut body: String = new.iter().map(|p| format!("{}\n", p.line())).collect();
+    // The nested set (`update-nested-pins`) is kept as it is.
+    let kept = nested_lines(&old);
+    if !kept.is_empty() {
+        body.push_str(NESTED_COMMENT);
+        body.push('\n');
+        body.extend(kept);
+    }
     for p in &new {
         match old.iter().find(|o| o.role == p.role) {
             Some(o) if o == p => eprintln!("{}: unchanged ({} {})", p.role, p.package, p.version),
@@ -110,3 +122,44 @@ fn update_pins() {
     std::fs::write(&path, header + &body).unwrap_or_else(|e| fail(format!("guest: {e}")));
     println!("{}", path.display());
 }
+
+fn nested_lines(pins: &[guest::debs::Pin]) -> Vec<String> {
+    pins.iter()
+        .filter(|p| p.role.starts_with(guest::nested::ROLE_PREFIX))
+        .map(|p| format!("{}\n", p.line()))
+        .collect()
+}
+
+fn update_nested_pins() {
+    let old = guest::debs::parse_lock(guest::debs::LOCK_TEXT)
+        .unwrap_or_else(|e| fail(format!("guest: {e}")));
+    let new = guest::nested::resolve_pins().unwrap_or_else(|e| fail(format!("guest: {e}")));
+    let mut text: String = guest::debs::LOCK_TEXT
+        .lines()
+        .filter(|l| {
+            !guest::debs::parse_lock(l)
+                .map(|p| {
+                    p.iter()
+                        .any(|p| p.role.starts_with(guest::nested::ROLE_PREFIX))
+                })
+                .unwrap_or(false)
+                && !l.starts_with(NESTED_COMMENT)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(NESTED_COMMENT);
+    text.push('\n');
+    text.extend(nested_lines(&new));
+    let before: Vec<String> = nested_lines(&old);
+    let after: Vec<String> = nested_lines(&new);
+    eprintln!(
+        "nested: {} packages ({} lines changed)",
+        new.len(),
+        after.iter().filter(|l| !before.contains(l)).count()
+    );
+    let path = guest::debs::lock_path();
+    std::fs::write(&path, text).unwrap_or_else(|e| fail(format!("guest: {e}")));
+    println!("{}", path.display());
+}
+
+const NESTED_COMMENT: &str = "# nested: the L1's ppc64el QEMU and its library closure (guest/nested.rs; `guest update-nested-pins`)";

@@ -242,6 +242,12 @@ impl Apt {
         Ok(deb)
     }
 
+    /// `apt-get ARGS` with the private configuration, run in `cwd` (e.g. a
+    /// simulated install, or downloading several packages at once).
+    pub fn get(&self, args: &[&str], cwd: &Path) -> Result<std::process::Output, String> {
+        self.run("apt-get", args, cwd)
+    }
+
     /// `apt-cache` output for a query, as text.
     pub fn cache(&self, args: &[&str]) -> Result<String, String> {
         let out = self.run("apt-cache", args, &self.dir)?;
