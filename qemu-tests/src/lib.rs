@@ -4,6 +4,7 @@
 //! the trees guests received ([`fdt_diff`]) and the boot benchmark ([`bench`]).
 
 pub mod bench;
+pub mod conformance;
 pub mod fdt_diff;
 pub mod guest;
 pub mod image;
