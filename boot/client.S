@@ -125,6 +125,13 @@ enter_client:
     li      %r12, 0
     rfid
 
+/* enter_client_toc(entry, r3, r4, cif, stack, msr, toc %r9): as
+ * enter_client with %r2 = toc (ELFv1 clients). */
+    .globl  enter_client_toc
+enter_client_toc:
+    mr      %r2, %r9
+    b       enter_client
+
     .section .bss
     .balign 8
 cif_save:

@@ -73,6 +73,8 @@ pub struct Firmware {
     /// The packed resident RTAS runtime (`rtas::resident::Blob`); empty when
     /// the image was built without one.
     pub rtas_blob: &'static [u8],
+    /// The disks (probed only when booting from disk, `src/diskboot.rs`).
+    pub storage: crate::storage::Storage,
 }
 
 /// The RTAS token of `name` in `/rtas`.
@@ -134,6 +136,7 @@ impl Firmware {
             client: Client::default(),
             pci: Vec::new(),
             rtas_blob: &[],
+            storage: Default::default(),
         };
         fw.present();
         fw.summary = Summary::new(&fw.tree, &fw.dma).lines;

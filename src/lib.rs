@@ -12,6 +12,7 @@ pub mod boot;
 pub mod cif;
 pub mod console;
 pub mod disklabel;
+pub mod diskboot;
 pub mod elf;
 pub mod devtree;
 pub mod drivers;
@@ -24,6 +25,7 @@ pub mod options;
 pub mod pci;
 pub mod platform;
 pub mod rtas;
+pub mod storage;
 pub mod summary;
 pub mod tce;
 

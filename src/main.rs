@@ -150,7 +150,31 @@ mod firmware {
                 arch::start_client(image.entry, image.initrd.base, image.initrd.size, stack)
             }
             Err(papr_fw::boot::NoKernel::NotGiven) => {
-                log::info!("papr-fw: nothing to boot (no -kernel); powering off");
+                // No -kernel: boot from a disk (src/diskboot.rs).
+                fw.prepare_client(&papr_fw::cif::ClientImage {
+                    entry: 0,
+                    image: Range::default(),
+                    initrd: Range::default(),
+                });
+                match fw.boot_from_disks(&mut p) {
+                    Ok(img) => {
+                        let stack = layout.client_stack.end() - 256;
+                        let _ = p.write_be64(stack, 0);
+                        log::info!(
+                            "papr-fw: booting {} at {:#x}, client interface at {:#x}",
+                            img.bootpath,
+                            img.entry,
+                            arch::cif_entry_address()
+                        );
+                        let us = arch::timebase().wrapping_sub(tb_entry) * 1_000_000
+                            / fw.timebase_hz.max(1);
+                        log::info!("papr-fw: handing over after {us} us");
+                        let (entry, mode) = (img.entry, img.mode);
+                        *FIRMWARE.lock() = Some(fw);
+                        arch::start_client_mode(entry, 0, 0, stack, mode.sf, mode.le, mode.toc)
+                    }
+                    Err(why) => log::info!("papr-fw: {why}; powering off"),
+                }
             }
             Err(papr_fw::boot::NoKernel::Bad(why)) => {
                 log::error!("papr-fw: cannot boot the kernel QEMU loaded: {why}; powering off");

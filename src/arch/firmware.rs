@@ -88,6 +88,15 @@ pub fn client_stack() -> Range {
 extern "C" {
     fn cif_entry();
     fn enter_client(entry: u64, r3: u64, r4: u64, cif: u64, stack: u64, msr: u64) -> !;
+    fn enter_client_toc(
+        entry: u64,
+        r3: u64,
+        r4: u64,
+        cif: u64,
+        stack: u64,
+        msr: u64,
+        toc: u64,
+    ) -> !;
 }
 
 /// The client-interface entry address clients get in r5.
@@ -107,4 +116,46 @@ pub fn start_client(entry: u64, r3: u64, r4: u64, stack: u64) -> ! {
     // `entry`, which the caller checked is a loaded image in RAM; the firmware
     // keeps serving the client through cif_entry.
     unsafe { enter_client(entry, r3, r4, cif_entry_address(), stack, msr) }
+}
+
+/// MSR[SF]: 64-bit mode.
+const MSR_SF: u64 = 1 << 63;
+/// MSR[FP].
+const MSR_FP: u64 = 0x2000;
+/// MSR[LE]: little-endian.
+const MSR_LE: u64 = 1;
+
+/// Start a client program papr-fw loaded itself (an ELF from a PReP
+/// partition), as SLOF enters such images: r3 = `r3`, r4 = `r4`, r5 = the
+/// client-interface entry, r1 = `stack`, FP on, 64-bit mode when `sf`
+/// (64-bit images), MSR[LE] when `le` (little-endian images; the rfid
+/// switches the byte order at the first instruction), r2 = `toc` when given
+/// (ELFv1 images, from the function descriptor).
+pub fn start_client_mode(
+    entry: u64,
+    r3: u64,
+    r4: u64,
+    stack: u64,
+    sf: bool,
+    le: bool,
+    toc: Option<u64>,
+) -> ! {
+    let msr: u64;
+    // SAFETY: reading the MSR has no side effects.
+    unsafe { core::arch::asm!("mfmsr {0}", out(reg) msr, options(nomem, nostack)) };
+    let mut msr = (msr & !(MSR_SF | MSR_LE)) | MSR_FP;
+    if sf {
+        msr |= MSR_SF;
+    }
+    if le {
+        msr |= MSR_LE;
+    }
+    // SAFETY: as in `start_client`: the caller loaded the image at `entry`
+    // and claimed its memory; the client-interface entry stays valid.
+    unsafe {
+        match toc {
+            Some(t) => enter_client_toc(entry, r3, r4, cif_entry_address(), stack, msr, t),
+            None => enter_client(entry, r3, r4, cif_entry_address(), stack, msr),
+        }
+    }
 }

@@ -27,6 +27,9 @@ pub enum Kind {
     Rtas,
     /// Any other package opened for its properties (CPUs, memory).
     Package,
+    /// A disk or one of its partitions: bytes `base..base+size` of disk
+    /// `disk` of [`crate::storage::Storage`] (`src/cif/block.rs`).
+    Block { disk: u32, base: u64, size: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

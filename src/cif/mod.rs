@@ -19,7 +19,11 @@
 //! `ibm,client-architecture-support` on `/`, `instantiate-rtas` on `/rtas`.
 //! `interpret` understands the no-op strings GRUB sends (`output-device
 //! output`, `cursor-on`, `cursor-off`) and throws for anything else.
+//! Disks papr-fw drives (after it probed them to boot from disk) open as
+//! block instances: `read`/`write`/`seek` and the methods `block-size`,
+//! `#blocks`, `read-blocks`, `write-blocks`, `max-transfer` ([`block`]).
 
+pub mod block;
 pub mod cas;
 pub mod claim;
 pub mod instance;
@@ -516,7 +520,10 @@ impl Firmware {
             "open" => {
                 need(1, 1)?;
                 r[0] = match read_str(p, a[0] as u64, MAX_PATH) {
-                    Some(path) => self.open(&path).unwrap_or(0),
+                    Some(path) => match self.open_block(p, &path) {
+                        Some(ih) => ih,
+                        None => self.open(&path).unwrap_or(0),
+                    },
                     None => 0,
                 };
             }
@@ -537,6 +544,7 @@ impl Firmware {
                             ERR
                         }
                     }
+                    Some(Kind::Block { .. }) => self.block_write(p, a[0], a[1], a[2]),
                     _ => ERR,
                 };
             }
@@ -554,12 +562,13 @@ impl Firmware {
                             ERR
                         }
                     }
+                    Some(Kind::Block { .. }) => self.block_read(p, a[0], a[1], a[2]),
                     _ => ERR,
                 };
             }
             "seek" => {
                 need(3, 1)?;
-                r[0] = ERR;
+                r[0] = self.block_seek(a[0], a[1], a[2]);
             }
             "claim" => {
                 need(3, 1)?;
@@ -712,6 +721,7 @@ impl Firmware {
                     None => ERR,
                 }
             }
+            (Kind::Block { .. }, _) => self.block_method(p, ih, method, args, rets),
             _ => ERR,
         }
     }
@@ -871,6 +881,10 @@ impl Firmware {
             return;
         }
         self.client.quiesced = true;
+        // Disks stop before their DMA mappings go.
+        for l in self.storage.shutdown(p, &mut self.tce) {
+            warn!("quiesce: {l}");
+        }
         let st = self.tce.unmap_all(p);
         if st.failures != 0 {
             warn!("quiesce: {} TCE unmaps failed", st.failures);
