@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for papr-fw on a fresh Debian bookworm machine (x86_64):
 #  * Debian packages: QEMU 7.2 (qemu-system-ppc), dtc, gdb-multiarch, tools to
-#    build guest disks, the ppc64el cross compiler for the guest's VFIO test;
+#    build guest disks (grub-common's grub-mkimage for the GRUB disk), the
+#    ppc64el cross compiler for the guest's VFIO test;
 #  * the nightly rust-src component (for -Zbuild-std);
 #  * QEMU 10.0 from bookworm-backports, downloaded with a private apt
 #    configuration and extracted into the cache (never installed), checksummed.
@@ -20,7 +21,9 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 packages=(qemu-system-ppc qemu-utils device-tree-compiler gdb-multiarch
           gdisk e2fsprogs dosfstools cpio xz-utils zstd python3 ca-certificates
           # the guest's VFIO test program (qemu-tests/vfio), built -static
-          gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross)
+          gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
+          # grub-mkimage for the GRUB boot disk (qemu-tests/src/guest/grub.rs)
+          grub-common)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,6 +26,7 @@
 
 pub mod cpio;
 pub mod debs;
+pub mod grub;
 pub mod modules;
 pub mod nested;
 pub mod rtas_trace;
