@@ -243,7 +243,9 @@ pub(crate) mod tests {
             self.bs
         }
         fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-            let at = (lba as usize).checked_mul(self.bs as usize).ok_or(ReadError)?;
+            let at = (lba as usize)
+                .checked_mul(self.bs as usize)
+                .ok_or(ReadError)?;
             let end = at.checked_add(buf.len()).ok_or(ReadError)?;
             let src = self.data.get(at..end).ok_or(ReadError)?;
             buf.copy_from_slice(src);
