@@ -555,3 +555,100 @@ fn disk_arguments() {
     assert!(parse_disk_args("1,\\ppc\\bootinfo.txt").is_err());
     assert!(parse_disk_args("-1").is_err());
 }
+
+#[test]
+fn broken_controllers_are_reported_and_skipped() {
+    let (img, _) = grub_like();
+    let mut r = rig(
+        blank(),
+        blank(),
+        gpt_with(Some(&img), GPT_PREP),
+        false,
+        None,
+    );
+    let buid = 0x800000020000000;
+    r.p.nvme_mut(buid, Bdf::new(0, 0, 0))
+        .unwrap()
+        .faults
+        .never_ready = true;
+    r.p.virtio_mut(buid, Bdf::new(0, 1, 0))
+        .unwrap()
+        .faults
+        .refuse_features = true;
+    // Let time pass quickly: the NVMe's 7.5 s ready timeout runs out.
+    r.p.tb_step = 1 << 20;
+    let b = r.fw.boot_from_disks(&mut r.p).unwrap();
+    let st = &r.fw.storage;
+    assert_eq!(st.disks.len(), 1);
+    assert_eq!(b.bootpath, format!("{SCSI}/disk@100000000000000:1"));
+    let lines = st.lines.join("\n");
+    assert!(
+        lines.contains(&format!(
+            "storage: {NVME}: NVMe: controller did not become ready within 7500 ms"
+        )) && lines.contains("; skipped"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!(
+            "storage: {BLK}: virtio-blk: device refused features"
+        )),
+        "{lines}"
+    );
+    // The failed virtio device is marked FAILED; nothing of theirs stays mapped.
+    let dev = r.p.virtio_mut(buid, Bdf::new(0, 1, 0)).unwrap();
+    assert_ne!(dev.status & crate::drivers::virtio::status::FAILED, 0);
+}
+
+#[test]
+fn aliases_name_disks_and_cdroms_without_replacing_existing_ones() {
+    use crate::storage::{Disk, DiskKind, Storage};
+    let mut t = crate::devtree::Tree::from_fdt(&golden("qemu-7.2-devices")).unwrap();
+    let root = t.root();
+    let a = t.add_node(root, "aliases").unwrap();
+    t.set_prop_str(a, "disk", "/somewhere/else").unwrap();
+    let mut st = Storage::default();
+    let disk = |kind, ctrl: &str, path: &str| Disk {
+        controller: 0,
+        kind,
+        ctrl_path: String::from(ctrl),
+        path: String::from(path),
+        block_size: 512,
+        blocks: 1,
+        read_only: false,
+        label: String::new(),
+    };
+    let cd = format!("{SCSI}/cdrom@101000000000000");
+    st.disks.push(disk(
+        DiskKind::Scsi {
+            index: 0,
+            target: 1,
+            lun: 0,
+            cdrom: true,
+        },
+        SCSI,
+        &cd,
+    ));
+    st.disks.push(disk(DiskKind::VirtioBlk, BLK, BLK));
+    st.disks.push(disk(
+        DiskKind::Nvme { nsid: 1 },
+        NVME,
+        &format!("{NVME}/namespace@1"),
+    ));
+    assert!(st.present(&mut t).is_empty());
+    let a = t.find("/aliases").unwrap();
+    assert_eq!(t.prop_str(a, "disk"), Some("/somewhere/else"), "kept");
+    assert_eq!(t.prop_str(a, "disk0"), Some(BLK));
+    assert_eq!(
+        t.prop_str(a, "disk1"),
+        Some(format!("{NVME}/namespace@1").as_str())
+    );
+    assert_eq!(t.prop_str(a, "cdrom"), Some(cd.as_str()));
+    assert_eq!(t.prop_str(a, "cdrom0"), Some(cd.as_str()));
+    let n = t.find(&cd).unwrap();
+    assert!(t.prop(n, "removable").is_some());
+    assert_eq!(
+        t.prop_cells(n, "reg").unwrap().collect::<Vec<_>>(),
+        [0x0101_0000, 0]
+    );
+    assert_eq!(st.disk_of_node(&t, n), Some(0));
+}

@@ -83,7 +83,14 @@ impl VirtioBlk {
     ) -> Result<VirtioBlk, VirtioError> {
         let wanted =
             feature::SIZE_MAX | feature::SEG_MAX | feature::RO | feature::BLK_SIZE | feature::FLUSH;
-        let features = t.negotiate(p, &cfg, wanted)?;
+        // A device the driver gives up on is told so (FAILED, §3.1.1).
+        let features = match t.negotiate(p, &cfg, wanted) {
+            Ok(f) => f,
+            Err(e) => {
+                t.fail(p);
+                return Err(e);
+            }
+        };
         let dma = match dma_for(features, window) {
             Ok(d) => d,
             Err(e) => {

@@ -260,7 +260,14 @@ impl VirtioScsi {
         window: Option<u32>,
         cfg: VirtioConfig,
     ) -> Result<VirtioScsi, VirtioError> {
-        let features = t.negotiate(p, &cfg, 0)?;
+        // A device the driver gives up on is told so (FAILED, §3.1.1).
+        let features = match t.negotiate(p, &cfg, 0) {
+            Ok(f) => f,
+            Err(e) => {
+                t.fail(p);
+                return Err(e);
+            }
+        };
         let dma = match dma_for(features, window) {
             Ok(d) => d,
             Err(e) => {
