@@ -22,7 +22,9 @@
 //! * the `papr.run=nested` step (`qemu-tests/guest/nested/run-nested.sh`,
 //!   installed as `/etc/papr/run/nested`): check radix and `/dev/kvm`, hand
 //!   the NVMe to vfio-pci and run L2 with it under `-accel kvm`, L2's console
-//!   lines prefixed with [`L2_PREFIX`].
+//!   on L1's second console (`/dev/hvc1`), which L0 writes to a file of its
+//!   own ([`L2Console`] follows it) so L1's console and its papr-fw's RTAS
+//!   trace never cut into L2's lines.
 //!
 //! All of that is one cached gzip'd cpio ([`ensure`]); papr-fw's image — the
 //! one just built, so the test runs the current firmware in L2 — is appended
@@ -35,10 +37,11 @@
 //! let img = nested::ensure().unwrap();
 //! let disk = Disk::temp("nested").unwrap();
 //! let initrd = img.initrd_with(&papr_fw_image(), "doc").unwrap();
-//! let mut m = img
-//!     .config(Firmware::PaprFw, &initrd, &disk, &nested::L2Options::default())
-//!     .start();
-//! m.wait_for(nested::MARK_L2_PASS, 300);
+//! let con = nested::TempFile::temp("doc-l2con");
+//! let cfg = img.config(Firmware::PaprFw, &initrd, &disk, &nested::L2Options::default(), &con);
+//! let (mut m, mut l2) = nested::start(&cfg, &con);
+//! let run = nested::NestedRun::finish(&mut m, &mut l2, 300);
+//! assert!(run.l2_report.pass);
 //! ```
 
 use super::{cpio, debs, modules, rtas_trace, Disk, Error, GuestImage, Kernel, Report};
@@ -46,9 +49,11 @@ use crate::qemu::{Config, Firmware, Machine};
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Roles of the nested packages in `packages.lock`: `nested:<package>`.
 pub const ROLE_PREFIX: &str = "nested:";
@@ -86,16 +91,17 @@ pub const RUN_STEP: &str = include_str!("../../guest/nested/run-nested.sh");
 /// what the test needs).
 pub const L1_CMDLINE: &str = "quiet papr.disk=none papr.run=nested";
 
-/// Every console line of L2, as L1's step prints it, starts with this.
+/// Without a second console in L1 (a manual run), the step prints L2's
+/// lines on L1's console with this prefix.
 pub const L2_PREFIX: &str = "L2| ";
 /// L1 markers.
 pub const MARK_L1_INIT: &str = super::MARK_INIT;
 pub const MARK_KVM: &str = "papr-guest: nested: /dev/kvm ";
 pub const MARK_L2_START: &str = "papr-guest: nested: starting L2";
 pub const MARK_L2_EXIT: &str = "papr-guest: nested: L2 exited";
-/// L2 markers (on L0's console).
-pub const MARK_L2_INIT: &str = "L2| papr-guest: init started";
-pub const MARK_L2_PASS: &str = "L2| papr-guest: PASS";
+/// L2 markers (on L2's console, [`L2Console`]).
+pub const MARK_L2_INIT: &str = super::MARK_INIT;
+pub const MARK_L2_PASS: &str = super::MARK_PASS;
 
 /// How L1 runs L2 (kernel command-line options of L1, read by the step).
 #[derive(Clone, Debug, Default)]
@@ -108,6 +114,8 @@ pub struct L2Options {
     pub machine_opts: Vec<String>,
     /// Extra words for L2's kernel command line (`papr.l2arg=WORD`).
     pub cmdline: Vec<String>,
+    /// `-global` options for L2's QEMU (`papr.l2global=DRIVER.PROP=VALUE`).
+    pub globals: Vec<String>,
 }
 
 impl L2Options {
@@ -120,6 +128,7 @@ impl L2Options {
         w.extend(self.prom_env.iter().map(|e| format!("papr.l2env={e}")));
         w.extend(self.machine_opts.iter().map(|o| format!("papr.l2mach={o}")));
         w.extend(self.cmdline.iter().map(|o| format!("papr.l2arg={o}")));
+        w.extend(self.globals.iter().map(|o| format!("papr.l2global={o}")));
         w.join(" ")
     }
 }
@@ -579,13 +588,15 @@ impl NestedImage {
 
     /// The outer machine: L0 is `-M pseries,cap-nested-hv=on -cpu power9`
     /// with 2 GiB, `l1_firmware`, L1's kernel with `initrd` and the command
-    /// line for `l2`, and `disk` on an NVMe (L1 gives it to L2).
+    /// line for `l2`, `disk` on an NVMe (L1 gives it to L2) and a second
+    /// console (L1's /dev/hvc1, L2's console) written to `l2_console`'s file.
     pub fn config(
         &self,
         l1_firmware: Firmware,
         initrd: &TempFile,
         disk: &Disk,
         l2: &L2Options,
+        l2_console: &TempFile,
     ) -> Config {
         let extra = format!("{L1_CMDLINE} {}", l2.l1_cmdline());
         let mut cmdline = super::DEFAULT_CMDLINE.to_string();
@@ -605,8 +616,121 @@ impl NestedImage {
                 "-append",
                 &cmdline,
                 "-no-reboot",
+                "-chardev",
+                &format!("file,id=l2con,path={}", l2_console.0.display()),
+                "-device",
+                "spapr-vty,chardev=l2con",
             ])
             .args(disk.nvme_args())
+    }
+}
+
+impl TempFile {
+    /// A path in the temporary directory for `name` (nothing created).
+    pub fn temp(name: &str) -> TempFile {
+        TempFile(std::env::temp_dir().join(format!(
+            "papr-nested-{name}-{}-{}",
+            std::process::id(),
+            super::DISK_COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        )))
+    }
+}
+
+/// Start L0 with `cfg` (from [`NestedImage::config`] with `l2_console`) and
+/// follow L2's console.
+pub fn start(cfg: &Config, l2_console: &TempFile) -> (Machine, L2Console) {
+    let m = cfg.start();
+    let started = Instant::now()
+        .checked_sub(m.elapsed())
+        .unwrap_or_else(Instant::now);
+    let con = L2Console::follow(&l2_console.0, started);
+    (m, con)
+}
+
+/// The bytes so far and, per piece, when it arrived and where it ends.
+type Arrivals = (Vec<u8>, Vec<(Duration, usize)>);
+
+/// L2's console as L0 writes it to a file (L1's second console): a thread
+/// follows the file and notes when each piece arrived, so L2's milestones are
+/// timed like L1's on L0's own console.
+pub struct L2Console {
+    shared: Arc<(Mutex<Arrivals>, Condvar)>,
+    stop: Arc<AtomicBool>,
+    cursor: usize,
+}
+
+impl L2Console {
+    /// Follow `file`; times count from `started` (L0's start).
+    pub fn follow(file: &Path, started: Instant) -> L2Console {
+        let shared = Arc::new((Mutex::new((Vec::new(), Vec::new())), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st, path) = (shared.clone(), stop.clone(), file.to_path_buf());
+        std::thread::spawn(move || {
+            let mut f = None;
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let stopping = st.load(Ordering::SeqCst);
+                if f.is_none() {
+                    f = std::fs::File::open(&path).ok();
+                }
+                let n = f.as_mut().and_then(|f| f.read(&mut buf).ok()).unwrap_or(0);
+                if n > 0 {
+                    let (lock, cv) = &*s;
+                    let mut g = lock.lock().unwrap();
+                    g.0.extend_from_slice(&buf[..n]);
+                    let end = g.0.len();
+                    g.1.push((started.elapsed(), end));
+                    cv.notify_all();
+                    continue;
+                }
+                if stopping {
+                    return;
+                }
+                // Following a file that another process appends to: poll it.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        L2Console {
+            shared,
+            stop,
+            cursor: 0,
+        }
+    }
+
+    /// Wait until `needle` appears after what was matched before; the time
+    /// (from L0's start) its first byte arrived.
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> Option<Duration> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.shared;
+        let mut g = lock.lock().unwrap();
+        loop {
+            let hay = &g.0[self.cursor..];
+            if let Some(pos) = hay
+                .windows(needle.len().max(1))
+                .position(|w| w == needle.as_bytes())
+            {
+                let start = self.cursor + pos;
+                self.cursor = start + needle.len();
+                return g.1.iter().find(|(_, end)| *end > start).map(|(t, _)| *t);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Everything so far, `\r` removed.
+    pub fn text(&self) -> String {
+        let g = self.shared.0.lock().unwrap();
+        String::from_utf8_lossy(&g.0).replace('\r', "")
+    }
+}
+
+impl Drop for L2Console {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -618,31 +742,6 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-/// A nested run's console split by level: L2's lines (prefix taken off) and
-/// the rest (L0's view of L1: L1's kernel, /init and L1's papr-fw).
-pub fn split_levels(log: &str) -> (String, String) {
-    let mut l1 = String::new();
-    let mut l2 = String::new();
-    for line in log.lines() {
-        match line.find(L2_PREFIX) {
-            // L1's RTAS trace can land in the middle of a line L1 prints.
-            Some(pos) => {
-                l1.push_str(&line[..pos]);
-                if pos > 0 {
-                    l1.push('\n');
-                }
-                l2.push_str(&line[pos + L2_PREFIX.len()..]);
-                l2.push('\n');
-            }
-            None => {
-                l1.push_str(line);
-                l1.push('\n');
-            }
-        }
-    }
-    (l1, l2)
 }
 
 /// When a nested run got where, from L0's start.
@@ -685,12 +784,13 @@ impl std::fmt::Display for NestedTimes {
 /// A nested run to its end, split by level.
 #[derive(Debug)]
 pub struct NestedRun {
-    /// The console as L0 printed it.
+    /// Both consoles as L0 printed them (L1's, then L2's after a marker
+    /// line), for failure messages.
     pub log: String,
     /// L1's console without papr-fw's trace lines, and those lines.
     pub l1: String,
     pub l1_trace: Vec<String>,
-    /// L2's console (prefix removed) without its trace lines, and those.
+    /// L2's console without its papr-fw's trace lines, and those.
     pub l2: String,
     pub l2_trace: Vec<String>,
     pub l1_report: Report,
@@ -700,29 +800,72 @@ pub struct NestedRun {
 
 impl NestedRun {
     /// Wait (each step at most `timeout_secs`) for L1's init, L2's start,
-    /// init and verdict, L1's power-off and L0 exiting with 0; panics with the
-    /// log if a step does not come.
+    /// init and verdict (on `l2`), L1's power-off and L0 exiting with 0;
+    /// panics with both consoles if a step does not come.
     #[track_caller]
-    pub fn finish(m: &mut Machine, timeout_secs: u64) -> NestedRun {
+    pub fn finish(m: &mut Machine, l2: &mut L2Console, timeout_secs: u64) -> NestedRun {
+        Self::finish_inner(m, l2, timeout_secs, true)
+    }
+
+    /// [`finish`](Self::finish) for a run in which L2 is expected to die
+    /// before its verdict: only L1's steps are waited for (L2's times are
+    /// then zero).
+    #[track_caller]
+    pub fn finish_without_l2_verdict(
+        m: &mut Machine,
+        l2: &mut L2Console,
+        timeout_secs: u64,
+    ) -> NestedRun {
+        Self::finish_inner(m, l2, timeout_secs, false)
+    }
+
+    #[track_caller]
+    fn finish_inner(
+        m: &mut Machine,
+        l2: &mut L2Console,
+        timeout_secs: u64,
+        l2_verdict: bool,
+    ) -> NestedRun {
         let l1_init = m.wait_for(MARK_L1_INIT, timeout_secs);
         let l2_start = m.wait_for(MARK_L2_START, timeout_secs);
-        let l2_init = m.wait_for(MARK_L2_INIT, timeout_secs);
-        let l2_verdict = m.wait_for("L2| papr-guest: powering off", timeout_secs);
-        m.wait_for(MARK_L2_EXIT, timeout_secs);
-        m.wait_for(super::MARK_POWEROFF, timeout_secs);
-        m.wait_exit(0, timeout_secs.min(60));
+        let (l2_init, l2_verdict) = if l2_verdict {
+            let secs = Duration::from_secs(timeout_secs);
+            let mut step = |needle: &str| {
+                l2.expect(needle, secs).unwrap_or_else(|| {
+                    panic!(
+                        "timed out after {timeout_secs}s waiting for {needle:?} on L2's console\n\
+                         --- L1 ---\n{}\n--- L2 ---\n{}",
+                        m.log(),
+                        l2.text()
+                    )
+                })
+            };
+            (step(MARK_L2_INIT), step(super::MARK_POWEROFF))
+        } else {
+            (Duration::ZERO, Duration::ZERO)
+        };
+        let l1_step = |m: &mut Machine, needle: &str| {
+            if let Err(f) = m.expect(needle, Duration::from_secs(timeout_secs)) {
+                panic!("{f}\n--- L2 ---\n{}", l2.text());
+            }
+        };
+        l1_step(m, MARK_L2_EXIT);
+        l1_step(m, super::MARK_POWEROFF);
+        if let Err(f) = m.expect_exit(Duration::from_secs(timeout_secs.min(60))) {
+            panic!("{f}\n--- L2 ---\n{}", l2.text());
+        }
         let exit = m.elapsed();
-        let log = m.log();
-        let (l1_all, l2_all) = split_levels(&log);
+        let l1_all = m.log();
+        let l2_all = l2.text();
         let (l1, l1_trace) = rtas_trace::split_rtas_trace(&l1_all);
-        let (l2, l2_trace) = rtas_trace::split_rtas_trace(&l2_all);
+        let (l2c, l2_trace) = rtas_trace::split_rtas_trace(&l2_all);
         NestedRun {
             l1_report: Report::parse(&l1),
-            l2_report: Report::parse(&l2),
-            log,
+            l2_report: Report::parse(&l2c),
+            log: format!("{l1_all}\n--- L2's console ---\n{l2_all}"),
             l1,
             l1_trace,
-            l2,
+            l2: l2c,
             l2_trace,
             times: NestedTimes {
                 l1_init,
@@ -750,27 +893,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn levels_split() {
-        let log = "papr-guest: init started\nL2| papr-fw: hello\nrtas: x(1) = 0 [platform]L2| papr-guest: PASS\nend\n";
-        let (l1, l2) = split_levels(log);
-        assert_eq!(
-            l1,
-            "papr-guest: init started\nrtas: x(1) = 0 [platform]\nend\n"
-        );
-        assert_eq!(l2, "papr-fw: hello\npapr-guest: PASS\n");
-    }
-
-    #[test]
     fn l2_options_on_the_l1_command_line() {
         let o = L2Options {
             slof: false,
             prom_env: vec!["rtas-trace=on".into()],
             machine_opts: vec!["cap-sbbc=broken".into()],
             cmdline: vec![],
+            globals: vec!["spapr-pci-host-bridge.ddw=off".into()],
         };
         assert_eq!(
             o.l1_cmdline(),
-            "papr.l2fw=papr papr.l2env=rtas-trace=on papr.l2mach=cap-sbbc=broken"
+            "papr.l2fw=papr papr.l2env=rtas-trace=on papr.l2mach=cap-sbbc=broken \
+             papr.l2global=spapr-pci-host-bridge.ddw=off"
         );
         assert_eq!(L2Options::default().l1_cmdline(), "papr.l2fw=papr");
     }
