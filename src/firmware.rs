@@ -75,6 +75,23 @@ pub struct Firmware {
     pub rtas_blob: &'static [u8],
     /// The disks (probed only when booting from disk, `src/diskboot.rs`).
     pub storage: crate::storage::Storage,
+    /// What `tce-audit=on` found before the start-up clear.
+    pub tce_audit: Option<TceAudit>,
+}
+
+/// The DMA state a boot finds before clearing it (`tce-audit=on`): what a
+/// previous OS may have left behind if the platform did not reset it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TceAudit {
+    /// TCEs read with H_GET_TCE (every entry of every window).
+    pub entries: u64,
+    /// Of those, entries that were not 0.
+    pub mapped: u64,
+    /// Entries H_GET_TCE refused.
+    pub unreadable: u64,
+    /// Per PE with dynamic windows, `windows available` from the platform's
+    /// `ibm,query-pe-dma-window` (None if the query failed).
+    pub ddw_available: Vec<Option<u32>>,
 }
 
 /// The RTAS token of `name` in `/rtas`.
@@ -137,6 +154,7 @@ impl Firmware {
             pci: Vec::new(),
             rtas_blob: &[],
             storage: Default::default(),
+            tce_audit: None,
         };
         fw.present();
         fw.summary = Summary::new(&fw.tree, &fw.dma).lines;
@@ -249,6 +267,9 @@ impl Firmware {
                 Err(e) => warn!("tce: {}: {e}", n.path),
             }
         }
+        if self.options.flag("tce-audit").unwrap_or(false) {
+            self.tce_audit = Some(self.audit_tce(p));
+        }
         let start = p.timebase();
         let (mut entries, mut calls, mut windows) = (0u64, 0u64, 0u32);
         for r in self.tce.clear_all(p) {
@@ -266,6 +287,49 @@ impl Firmware {
         info!(
             "papr-fw: tce: cleared {windows} windows, {entries} entries in {calls} calls, {us} us"
         );
+    }
+
+    /// `tce-audit=on`: read every entry of every window and ask the platform
+    /// how many dynamic windows each PE has free, before the start-up clear
+    /// (a reboot soak shows with it that nothing survives the previous OS).
+    fn audit_tce<P: Platform + ?Sized>(&self, p: &mut P) -> TceAudit {
+        let start = p.timebase();
+        let mut a = TceAudit::default();
+        for w in self.tce.windows() {
+            for i in 0..w.entries() {
+                let ioba = w.bus_base() + (i << w.page_shift());
+                let r = p.hcall(crate::hcall::op::H_GET_TCE, &[w.liobn() as u64, ioba]);
+                a.entries += 1;
+                if r.rc != crate::hcall::rc::H_SUCCESS {
+                    a.unreadable += 1;
+                } else if r.ret[0] != 0 {
+                    a.mapped += 1;
+                }
+            }
+        }
+        if let Some(c) = self.ddw_config() {
+            for pe in &c.platform.pes {
+                let mut rets = [0u32; 5];
+                let args = [0, (pe.buid >> 32) as u32, pe.buid as u32];
+                let st =
+                    crate::rtas::call(p, p.scratch(), c.platform.tokens.query, &args, &mut rets);
+                a.ddw_available.push((st == Ok(0)).then_some(rets[1]));
+            }
+        }
+        let us = p.timebase().wrapping_sub(start) * 1_000_000 / self.timebase_hz.max(1);
+        let avail: Vec<String> = a
+            .ddw_available
+            .iter()
+            .map(|v| v.map_or_else(|| String::from("?"), |n| alloc::format!("{n}")))
+            .collect();
+        info!(
+            "papr-fw: tce: audit: {} of {} entries mapped, {} unreadable; dynamic windows available per PE: [{}]; {us} us",
+            a.mapped,
+            a.entries,
+            a.unreadable,
+            avail.join(" ")
+        );
+        a
     }
 
     /// Write the properties whose values papr-fw decides rather than takes
@@ -428,6 +492,45 @@ mod tests {
             );
             assert!(!fw.tce.windows().is_empty(), "{name}");
         }
+    }
+
+    #[test]
+    fn tce_audit_counts_what_a_previous_os_left() {
+        let mut p = FakePlatform::new(64 << 20);
+        p.set_prom_env(&["tce-audit=on"]);
+        // As if the platform had not reset after the previous OS: two TCEs
+        // in the default window and a dynamic window.
+        let liobn = 0x8000_0000;
+        p.tce_table(liobn).unwrap().entries.insert(5, 0x1003);
+        p.tce_table(liobn).unwrap().entries.insert(77, 0x2003);
+        let mut rets = [0u32; 4];
+        let create = [0, 0x0800_0000, 0x2000_0000, 16, 30];
+        assert_eq!(
+            crate::rtas::call(&mut p, 0x8000, 0x2027, &create, &mut rets),
+            Ok(0)
+        );
+        let fw = Firmware::start(&mut p, &golden("qemu-7.2-default"), Layout::default()).unwrap();
+        let a = fw.tce_audit.clone().unwrap();
+        // Every entry of every window is read (the fake has no tables for
+        // the VIO windows: those are unreadable).
+        let all: u64 = fw.tce.windows().iter().map(|w| w.entries()).sum();
+        assert_eq!((a.entries, a.mapped), (all, 2));
+        assert_eq!(a.unreadable, all - 262144);
+        assert_eq!(a.ddw_available, vec![Some(0)], "the stale window is seen");
+        assert_eq!(
+            p.tce_table(liobn).unwrap().mapped(),
+            0,
+            "and the default window cleared"
+        );
+        // A clean platform: nothing mapped, one window free; off by default.
+        let mut p = FakePlatform::new(64 << 20);
+        p.set_prom_env(&["tce-audit=on"]);
+        let fw = Firmware::start(&mut p, &golden("qemu-7.2-default"), Layout::default()).unwrap();
+        let a = fw.tce_audit.unwrap();
+        assert_eq!((a.mapped, a.ddw_available), (0, vec![Some(1)]));
+        let mut p = FakePlatform::new(64 << 20);
+        let fw = Firmware::start(&mut p, &golden("qemu-7.2-default"), Layout::default()).unwrap();
+        assert_eq!(fw.tce_audit, None);
     }
 
     #[test]

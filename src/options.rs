@@ -50,6 +50,11 @@ pub const KNOWN: &[KnownOption] = &[
         help: "first LBA of the scratch region the DMA self-test overwrites",
     },
     KnownOption {
+        key: "tce-audit",
+        default: "off",
+        help: "before the boot-time TCE clear, count the entries and windows left mapped (reboot soak)",
+    },
+    KnownOption {
         key: "tce-bench",
         default: "off",
         help: "measure TCE mapping throughput at boot",
