@@ -12,7 +12,10 @@
 //! * boot order: a blank disk with `bootindex=1` is tried first and fallen
 //!   through; nothing bootable ends with papr-fw's message and a power-off;
 //! * the differential: the same disk boots on SLOF from virtio-blk and
-//!   virtio-scsi, and SLOF fails on NVMe (it has no NVMe driver).
+//!   virtio-scsi, and SLOF fails on NVMe (it has no NVMe driver);
+//! * a little-endian ELF64 in the PReP partition (Debian's ppc64el vmlinux
+//!   itself, linked at physical 0, so papr-fw moves it) is entered in
+//!   little-endian mode and runs prom_init to the kernel's first printk.
 //!
 //! QEMU is `PAPR_QEMU` (7.2 default, or 10.0); timings go to stderr
 //! (`--nocapture`).
@@ -240,4 +243,33 @@ fn slof_cannot_boot_from_nvme() {
             .collect::<Vec<_>>()
             .join(" | ")
     );
+}
+
+/// The PReP partition holds the ppc64el vmlinux itself: ELF64 little-endian,
+/// physical address 0 (firmware memory), so papr-fw loads it elsewhere and
+/// enters it with MSR[LE]; the kernel's prom_init then talks to papr-fw.
+#[test]
+fn papr_fw_starts_a_little_endian_elf64_from_prep() {
+    let img = guest::ensure(KERNEL).unwrap_or_else(|e| panic!("{e}"));
+    let path = std::env::temp_dir().join(format!("papr-prep-vmlinux-{}.img", std::process::id()));
+    grub::prep_only_disk(&img.vmlinux, &path).unwrap();
+    let mut args = grub::drive(&path, "boot", true);
+    args.extend(Bus::VirtioBlk.device_args("boot", None));
+    let cfg = machine(Firmware::PaprFw, &args);
+    let mut m = cfg.start();
+    let t = m.wait_for(
+        ": PReP partition 1 holds an ELF64 little-endian image: ",
+        STEP_SECS,
+    );
+    m.wait_for("Preparing to boot Linux version", STEP_SECS);
+    m.wait_for("papr-fw: quiesce after ", STEP_SECS);
+    let printk = m.wait_for(qemu_tests::bench::MARK_FIRST_PRINTK, STEP_SECS);
+    eprintln!(
+        "prep-vmlinux: QEMU {}: loaded at {:.2}s, first printk {:.2}s",
+        cfg.qemu.label,
+        t.as_secs_f64(),
+        printk.as_secs_f64()
+    );
+    drop(m);
+    let _ = std::fs::remove_file(&path);
 }

@@ -373,6 +373,41 @@ fn build(
     Ok(())
 }
 
+/// A GPT disk at `dest` whose only partition, a PReP boot partition at
+/// 1 MiB, holds the file `image` (e.g. a vmlinux: firmware loads any ELF
+/// from there).  No root needed, like [`ensure`].
+pub fn prep_only_disk(image: &Path, dest: &Path) -> Result<(), String> {
+    use layout::SECTOR;
+    let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let start = 1u64 << 20;
+    let part = (bytes.len() as u64).div_ceil(1 << 20) << 20;
+    let size = start + part + (1 << 20);
+    {
+        let f = std::fs::File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        f.set_len(size).map_err(|e| e.to_string())?;
+    }
+    run(
+        Command::new("sgdisk")
+            .arg("-U")
+            .arg(DISK_GUID)
+            .arg(format!(
+                "--new=1:{}:{}",
+                start / SECTOR,
+                (start + part) / SECTOR - 1
+            ))
+            .args(["--typecode=1:4100", "--change-name=1:PReP"])
+            .arg(format!("--partition-guid=1:{PREP_GUID}"))
+            .arg(dest),
+        "sgdisk",
+    )?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest)
+        .map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+    f.write_all(&bytes).map_err(|e| e.to_string())
+}
+
 impl GrubDisk {
     /// A writable copy at `dest` (the guest's checks write the data region
     /// when it boots from its NVMe disk); a [`super::Disk`] for the checks.
