@@ -333,7 +333,7 @@ pub fn ensure_unpacked(
 /// The newest candidates for each role, read from the archive: the package
 /// the metapackage of each line depends on (bookworm's
 /// `linux-image-powerpc64le` for 6.1, bookworm-backports' for 6.12 and its
-/// `-64k`), and `busybox-static` from bookworm.
+/// `-64k`), and `busybox-static` and `grub-ieee1275-bin` from bookworm.
 pub fn resolve_latest() -> Result<Vec<Pin>, String> {
     let apt = Apt::new()?;
     apt.update()?;
@@ -352,6 +352,9 @@ pub fn resolve_latest() -> Result<Vec<Pin>, String> {
             true,
         ),
         ("busybox", "busybox-static", "bookworm", false),
+        // GRUB's powerpc-ieee1275 modules for the boot disk (guest/grub.rs);
+        // bookworm's, like the host's grub-mkimage.
+        ("grub-ieee1275", "grub-ieee1275-bin", "bookworm", false),
     ];
     let mut pins = Vec::new();
     for (role, pkg, suite, meta) in wanted {
@@ -421,7 +424,13 @@ mod tests {
     #[test]
     fn committed_lock_parses_and_has_every_role() {
         let pins = parse_lock(LOCK_TEXT).unwrap();
-        for role in ["kernel-6.1", "kernel-6.12", "kernel-6.12-64k", "busybox"] {
+        for role in [
+            "kernel-6.1",
+            "kernel-6.12",
+            "kernel-6.12-64k",
+            "busybox",
+            "grub-ieee1275",
+        ] {
             assert!(pins.iter().any(|p| p.role == role), "{role}");
         }
     }
