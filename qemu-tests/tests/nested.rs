@@ -18,10 +18,18 @@
 //!   the SPAPR TCE v2 container): the probe query; reset-pe when QEMU creates
 //!   L2's 32-bit default window (`spapr_tce_create_table`, a default-window
 //!   request: the container took the PE's windows away from the kernel, so
-//!   reset-pe brings the default back); query and create `10 1d` when L2
-//!   creates its DDW (QEMU uses 64K pages, the backing page size of L2's RAM
-//!   in a 64k L1); remove-pe and reset-pe when L2's QEMU exits (the
-//!   container's windows go, `release_ownership` restores the default).
+//!   reset-pe brings the default back); query and create `10 1d` for each DDW
+//!   L2 makes (QEMU uses 64K pages, the backing page size of L2's RAM in a
+//!   64k L1) — first the one of L2's papr-fw DMA self-test, removed again
+//!   (remove-pe) and followed by its reset-pe (QEMU in L1 remakes L2's
+//!   default window: reset-pe), then the one of L2's kernel; remove-pe and
+//!   reset-pe when L2's QEMU exits (the container's windows go,
+//!   `release_ownership` restores the default).
+//!
+//! L2's papr-fw also runs its NVMe DMA self-test (`dma-selftest=on`): its own
+//! NVMe driver under KVM reaches the registers only through
+//! H_LOGICAL_CI_LOAD/STORE, which QEMU in L1 forwards to the VFIO device, and
+//! moves data through TCEs in the default window and in a DDW.
 //!
 //! `ddw-max-windows=1` on L1's papr-fw (a single-window PE, as an SR-IOV VF
 //! on PowerVM) — see [`nested_single_window_l1`].
@@ -31,6 +39,9 @@ use qemu_tests::guest::Disk;
 use qemu_tests::qemu::{papr_fw_image, Firmware};
 
 const STEP_SECS: u64 = 240;
+/// Where L2's papr-fw runs its DMA self-test (32 MiB into the 64 MiB disk,
+/// clear of the guest's seed and data regions).
+const SELFTEST_LBA: u64 = 65536;
 
 /// Run the scenario with these options on L1's papr-fw and these for L2;
 /// `l2_verdict`: whether L2 is expected to reach its verdict.
@@ -84,7 +95,14 @@ fn has_line(text: &str, line: &str) -> bool {
 fn nested_papr_fw_l1_and_l2_vfio_nvme() {
     let disk = Disk::temp("nested").unwrap();
     let l2 = L2Options {
-        prom_env: vec!["rtas-trace=on".into()],
+        prom_env: vec![
+            "rtas-trace=on".into(),
+            // papr-fw's own NVMe driver in L2: registers only through
+            // H_LOGICAL_CI_LOAD/STORE (QEMU in L1 forwards them to the VFIO
+            // device), DMA through TCEs in the default window and a DDW.
+            "dma-selftest=on".into(),
+            format!("dma-selftest-lba={SELFTEST_LBA}"),
+        ],
         ..Default::default()
     };
     let run = run(&["rtas-trace=on"], l2, true, &disk);
@@ -122,7 +140,24 @@ fn nested_papr_fw_l1_and_l2_vfio_nvme() {
             .any(|l| l.starts_with("papr-fw: quiesce after") && l.contains("cas radix MMU, XIVE")),
         "L2's papr-fw summary\n{log}"
     );
-    assert!(has_line(l2, "papr-fw: options: rtas-trace=on"), "{log}");
+    assert!(
+        has_line(
+            l2,
+            &format!(
+                "papr-fw: options: rtas-trace=on dma-selftest=on dma-selftest-lba={SELFTEST_LBA}"
+            )
+        ),
+        "{log}"
+    );
+    // papr-fw's NVMe driver under KVM, through VFIO in L1.
+    for needle in [
+        "default window LIOBN 0x80000000: wrote and read back 1.00 MiB at LBA 65536: match",
+        "dma-selftest: ibm,create-pe-dma-window(page shift 24, window shift 29) = 0: LIOBN 0x80000001 at bus 0x800000000000000",
+        "dynamic window LIOBN 0x80000001: wrote and read back 1.00 MiB at LBA 67584: match",
+    ] {
+        assert!(l2.contains(needle), "no L2 self-test line {needle:?}\n{log}");
+    }
+    assert!(has_line(l2, "dma-selftest: PASS"), "{log}");
     let r2 = &run.l2_report;
     assert!(
         r2.pass && r2.seed_ok && r2.write_ok,
@@ -151,14 +186,18 @@ fn nested_papr_fw_l1_and_l2_vfio_nvme() {
         ],
         "L2's trace\n{log}"
     );
+    let create_l1 =
+        "rtas: ibm,create-pe-dma-window(0 8000000 20000000 10 1d) = 0 80000001 8000000 0";
     assert_eq!(
         calls(&run.l1_ddw()),
         [
-            QUERY_2,
-            RESET,
-            QUERY_2,
-            "rtas: ibm,create-pe-dma-window(0 8000000 20000000 10 1d) = 0 80000001 8000000 0",
-            REMOVE_DDW,
+            QUERY_2, // L1's probe
+            RESET,   // L2's default window (L2's QEMU starts)
+            QUERY_2, // L2's papr-fw self-test: its DDW
+            create_l1, REMOVE_DDW, // ... removed
+            RESET,      // ... and its reset-pe (QEMU in L1 remakes L2's default window)
+            QUERY_2,    // L2's kernel: its DDW
+            create_l1, REMOVE_DDW, // L2's QEMU exits
             RESET,
         ],
         "L1's trace\n{log}"
