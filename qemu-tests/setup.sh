@@ -86,7 +86,9 @@ fi
 # ($cache/apt-ppc64el), unpacked and built into initramfs images under
 # $cache/guest (see qemu-tests/src/guest.rs).  Cached: a no-op when done.
 # Tests call guest::ensure themselves too; this only does the work up front.
+# `nested`: the nested-KVM L1 material (ppc64el QEMU and its libraries, also
+# pinned there; qemu-tests/src/guest/nested.rs).
 log "guest kernels and initramfs images"
-(cd "$root" && cargo run -q -p qemu-tests --bin guest -- all >/dev/null)
+(cd "$root" && cargo run -q -p qemu-tests --bin guest -- all nested >/dev/null)
 
 log "ready (QEMU: $(/usr/bin/qemu-system-ppc64 --version | head -1 | awk '{print $4}') and $("$q10/root/usr/bin/qemu-system-ppc64" --version | head -1 | awk '{print $4}'); cache $cache)"

@@ -1,6 +1,7 @@
-//! `cargo run -p qemu-tests --bin guest -- [6.1|6.12|6.12-64k|all]...`:
+//! `cargo run -p qemu-tests --bin guest -- [6.1|6.12|6.12-64k|all|nested]...`:
 //! fetch and build the test guests (cached; see `qemu_tests::guest`) and print
-//! one line per kernel, `<label> <vmlinux> <initrd>`, for scripts.
+//! one line per kernel, `<label> <vmlinux> <initrd>`, for scripts (`nested`:
+//! the nested-KVM L1 material, `nested <vmlinux> <cached initramfs part>`).
 //!
 //! Other commands:
 //! * `update-pins` — read the newest versions from the archive and rewrite
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: guest [6.1|6.12|6.12-64k|all]...   (default: all)\n\
+        "usage: guest [6.1|6.12|6.12-64k|all|nested]...   (default: all)\n\
          \x20      guest update-pins\n\
          \x20      guest update-nested-pins\n\
          \x20      guest disk <path> [size in MiB]\n\
@@ -59,14 +60,16 @@ fn main() {
 
 fn ensure_all(args: &[String]) {
     let mut kernels = Vec::new();
+    let mut nested = false;
     for a in args {
         match a.as_str() {
             "all" => kernels.extend(Kernel::ALL),
+            "nested" => nested = true,
             "-h" | "--help" => usage(),
             l => kernels.push(Kernel::from_label(l).unwrap_or_else(|| usage())),
         }
     }
-    if kernels.is_empty() {
+    if kernels.is_empty() && !nested {
         kernels.extend(Kernel::ALL);
     }
     for k in kernels {
@@ -87,6 +90,23 @@ fn ensure_all(args: &[String]) {
             k.label(),
             img.vmlinux.display(),
             img.initrd.display()
+        );
+    }
+    if nested {
+        let t = Instant::now();
+        let img = guest::nested::ensure().unwrap_or_else(|e| fail(e));
+        eprintln!(
+            "guest nested: L1 parts {} ({} bytes; QEMU {}, {} files with its libraries) in {:.1}s",
+            img.parts.display(),
+            std::fs::metadata(&img.parts).map(|m| m.len()).unwrap_or(0),
+            img.qemu_version,
+            img.libraries.len(),
+            t.elapsed().as_secs_f64()
+        );
+        println!(
+            "nested {} {}",
+            img.l1.vmlinux.display(),
+            img.parts.display()
         );
     }
 }
