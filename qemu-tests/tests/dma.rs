@@ -92,7 +92,11 @@ fn four_gib_of_ram_and_another_lba() {
         .args(nvme(&disk, "d0", None))
         .start();
     selftest(&mut m, "0x80000000");
-    assert!(m.log().contains("mapped RAM 0x0..0x100000000"), "{}", m.log());
+    assert!(
+        m.log().contains("mapped RAM 0x0..0x100000000"),
+        "{}",
+        m.log()
+    );
     check_pattern(&disk, 8192);
 }
 
