@@ -38,20 +38,33 @@ impl Vty {
 
     /// Write raw bytes (no newline translation), 16 per hypercall.  A busy
     /// terminal is retried a bounded number of times; a failing one drops output
-    /// rather than hanging the firmware.
-    pub fn write_raw<H: Hypervisor + ?Sized>(&self, hv: &mut H, bytes: &[u8]) {
+    /// rather than hanging the firmware: the first chunk it refuses (an error,
+    /// or still busy after the retries) ends the write.  Returns the bytes the
+    /// terminal took (all of them when muted: dropping is the point).
+    pub fn write_raw<H: Hypervisor + ?Sized>(&self, hv: &mut H, bytes: &[u8]) -> usize {
         if self.muted.load(Ordering::Relaxed) {
-            return;
+            return bytes.len();
         }
         let v = self.vtermno();
+        let mut done = 0;
         for chunk in bytes.chunks(16) {
+            let mut taken = false;
             for _ in 0..1000 {
                 match hcall::put_term_chars(hv, v, chunk) {
+                    Ok(()) => {
+                        taken = true;
+                        break;
+                    }
                     Err(e) if e.rc == hcall::rc::H_BUSY => continue,
-                    _ => break,
+                    Err(_) => break,
                 }
             }
+            if !taken {
+                break;
+            }
+            done += chunk.len();
         }
+        done
     }
 
     /// Write text, turning `\n` into `\r\n`.
@@ -208,5 +221,28 @@ mod tests {
         vty.set_muted(true);
         vty.write_text(&mut t, b"gone");
         assert_eq!(t.out, b"x");
+    }
+
+    #[test]
+    fn a_terminal_that_stays_busy_ends_the_write_and_says_how_much_went_out() {
+        let vty = Vty::new();
+        vty.set_vtermno(0x71000000);
+        let mut t = Term::default();
+        assert_eq!(vty.write_raw(&mut t, &[b'a'; 40]), 40);
+        // Busy beyond the retries on the first chunk: nothing taken, and the
+        // other chunks are not tried (no 1000 retries per 16 bytes).
+        let mut t = Term {
+            busy: 5000,
+            ..Default::default()
+        };
+        assert_eq!(vty.write_raw(&mut t, &[b'b'; 4096]), 0);
+        assert_eq!(t.busy, 4000, "one chunk's worth of retries");
+        // Busy for a while: the write goes through.
+        let mut t = Term {
+            busy: 999,
+            ..Default::default()
+        };
+        assert_eq!(vty.write_raw(&mut t, &[b'c'; 20]), 20);
+        assert_eq!(t.out.len(), 20);
     }
 }

@@ -464,6 +464,54 @@ fn read_options<P: Platform + ?Sized>(p: &mut P, tree: &Tree) -> Options {
     }
 }
 
+/// Warnings the code under test logs, captured per test thread (host tests
+/// check that a platform fault is reported, not only survived).
+#[cfg(test)]
+pub(crate) mod test_log {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    std::thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                LINES.with(|l| l.borrow_mut().push(alloc::format!("{}", r.args())));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    /// Capture this thread's warnings from now on (earlier ones dropped).
+    pub fn start() {
+        let _ = log::set_logger(&CAPTURE);
+        if log::max_level() < log::LevelFilter::Warn {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+        LINES.with(|l| l.borrow_mut().clear());
+    }
+
+    /// The warnings captured since [`start`].
+    pub fn take() -> Vec<String> {
+        LINES.with(|l| core::mem::take(&mut *l.borrow_mut()))
+    }
+
+    /// Whether one of the warnings since [`start`] contains `text`.
+    pub fn warned(text: &str) -> bool {
+        LINES.with(|l| l.borrow().iter().any(|w| w.contains(text)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +579,114 @@ mod tests {
         let mut p = FakePlatform::new(64 << 20);
         let fw = Firmware::start(&mut p, &golden("qemu-7.2-default"), Layout::default()).unwrap();
         assert_eq!(fw.tce_audit, None);
+    }
+
+    #[test]
+    fn startup_reports_and_survives_platform_faults() {
+        use crate::hcall::{op, rc};
+        type Setup = fn(&mut FakePlatform);
+        let cases: [(&str, &str, Setup, &str); 7] = [
+            (
+                "nvram-fetch fails",
+                "qemu-7.2-default",
+                |p| {
+                    p.set_prom_env(&["ddw-max-windows=1"]);
+                    p.inject_rtas("nvram-fetch", -1, 1);
+                },
+                "reading options from NVRAM",
+            ),
+            (
+                "H_RTAS fails",
+                "qemu-7.2-default",
+                |p| {
+                    p.set_prom_env(&["ddw-max-windows=1"]);
+                    p.inject_hcall(op::KVMPPC_H_RTAS, rc::H_HARDWARE, 1);
+                },
+                "reading options from NVRAM",
+            ),
+            (
+                "H_STUFF_TCE fails",
+                "qemu-7.2-default",
+                |p| {
+                    p.inject_hcall(op::H_STUFF_TCE, rc::H_HARDWARE, 10_000);
+                },
+                "tce: clearing a window failed",
+            ),
+            (
+                "H_PUT_TCE and H_STUFF_TCE fail",
+                "qemu-7.2-phb2",
+                |p| {
+                    p.inject_hcall(op::H_STUFF_TCE, rc::H_PARAMETER, 10_000);
+                    p.inject_hcall(op::H_PUT_TCE, rc::H_PARAMETER, 10_000);
+                },
+                "tce: clearing a window failed",
+            ),
+            (
+                "H_GET_TCE fails in the audit",
+                "qemu-7.2-default",
+                |p| {
+                    p.set_prom_env(&["tce-audit=on"]);
+                    p.inject_hcall(op::H_GET_TCE, rc::H_HARDWARE, u32::MAX);
+                },
+                "",
+            ),
+            (
+                "query fails in the audit",
+                "qemu-7.2-default",
+                |p| {
+                    p.set_prom_env(&["tce-audit=on"]);
+                    p.inject_rtas("ibm,query-pe-dma-window", -1, 1);
+                },
+                "",
+            ),
+            (
+                "PCI config space fails",
+                "qemu-7.2-devices",
+                |p| {
+                    p.inject_rtas("ibm,read-pci-config", -1, u32::MAX);
+                    p.inject_rtas("ibm,write-pci-config", -1, u32::MAX);
+                },
+                "",
+            ),
+        ];
+        for (what, tree, setup, warning) in cases {
+            let mut p = FakePlatform::new(64 << 20);
+            setup(&mut p);
+            test_log::start();
+            let fw = Firmware::start(&mut p, &golden(tree), Layout::default())
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(
+                warning.is_empty() || test_log::warned(warning),
+                "{what}: no warning {warning:?}: {:?}",
+                test_log::take()
+            );
+            // Survived with sensible state: a summary, a tree that flattens,
+            // every window still known.
+            assert!(
+                fw.summary.iter().any(|l| l.starts_with("platform: ")),
+                "{what}"
+            );
+            Tree::from_fdt(&fw.tree.to_fdt()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(!fw.tce.windows().is_empty(), "{what}");
+            match what {
+                "nvram-fetch fails" | "H_RTAS fails" => {
+                    assert!(fw.options.is_empty(), "{what}: options from a failed fetch");
+                    assert!(fw.policy.is_default(), "{what}");
+                }
+                "H_GET_TCE fails in the audit" => {
+                    let a = fw.tce_audit.clone().unwrap();
+                    assert_eq!((a.unreadable, a.mapped), (a.entries, 0), "{what}");
+                }
+                "query fails in the audit" => {
+                    assert_eq!(
+                        fw.tce_audit.clone().unwrap().ddw_available,
+                        vec![None],
+                        "{what}"
+                    );
+                }
+                _ => {}
+            }
+        }
     }
 
     #[test]

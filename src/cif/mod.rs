@@ -538,8 +538,12 @@ impl Firmware {
                         let len = a[2].min(MAX_WRITE);
                         let mut buf = alloc::vec![0u8; len as usize];
                         if p.read(a[1] as u64, &mut buf).is_ok() {
-                            write_vty(p, vtermno, &buf);
-                            len
+                            // IEEE 1275: the bytes actually written; -1 when
+                            // the terminal took none of them.
+                            match write_vty(p, vtermno, &buf) {
+                                0 if len != 0 => ERR,
+                                n => n as u32,
+                            }
                         } else {
                             ERR
                         }
@@ -949,11 +953,12 @@ fn read_str<M: Memory + ?Sized>(m: &M, addr: u64, max: usize) -> Option<String> 
     String::from_utf8(buf).ok()
 }
 
-/// Raw bytes to a vty (the client translates its own newlines).
-fn write_vty<H: Hypervisor + ?Sized>(hv: &mut H, vtermno: u64, bytes: &[u8]) {
+/// Raw bytes to a vty (the client translates its own newlines); the bytes
+/// the terminal took.
+fn write_vty<H: Hypervisor + ?Sized>(hv: &mut H, vtermno: u64, bytes: &[u8]) -> usize {
     let vty = crate::console::Vty::new();
     vty.set_vtermno(vtermno);
-    vty.write_raw(hv, bytes);
+    vty.write_raw(hv, bytes)
 }
 
 #[cfg(test)]

@@ -418,3 +418,294 @@ fn cas_merges_the_platform_tree_and_refuses_what_qemu_would_exit_on() {
         .iter()
         .any(|x| matches!(x, crate::fake::Call::Hcall { opcode: 0xf002, .. })));
 }
+
+// --- faults from the platform: every call the client interface makes ----
+
+use crate::firmware::test_log;
+use crate::hcall::{op as hop, rc as hrc, HcallReturn};
+
+/// The fake platform with an H_CAS that "succeeds" and writes `reply`.
+struct CasReply<'a> {
+    p: &'a mut FakePlatform,
+    reply: Vec<u8>,
+}
+
+impl Memory for CasReply<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), crate::memory::MemError> {
+        self.p.read(addr, buf)
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), crate::memory::MemError> {
+        self.p.write(addr, data)
+    }
+}
+
+impl Hypervisor for CasReply<'_> {
+    fn hcall(&mut self, opcode: u64, args: &[u64]) -> HcallReturn {
+        if opcode == hop::KVMPPC_H_CAS {
+            let _ = self.p.write(args[1], &self.reply);
+            return HcallReturn::default();
+        }
+        self.p.hcall(opcode, args)
+    }
+}
+
+impl Platform for CasReply<'_> {
+    fn scratch(&self) -> u64 {
+        self.p.scratch()
+    }
+    fn timebase(&self) -> u64 {
+        self.p.timebase()
+    }
+    fn alloc_phys(&mut self, size: u64, align: u64) -> Option<u64> {
+        self.p.alloc_phys(size, align)
+    }
+    fn free_phys(&mut self, addr: u64, size: u64, align: u64) {
+        self.p.free_phys(addr, size, align)
+    }
+}
+
+/// QEMU's CAS reply: header, then its whole tree with `/chosen` holding only
+/// the negotiated OV5.
+fn qemu_cas_reply(tree: &str) -> Vec<u8> {
+    let mut t = Tree::from_fdt(&golden(tree)).unwrap();
+    let chosen = t.find("/chosen").unwrap();
+    let names: Vec<String> = t.props(chosen).map(|(n, _)| String::from(n)).collect();
+    for n in names {
+        t.remove_prop(chosen, &n).unwrap();
+    }
+    let mut ov5 = alloc::vec![0u8; 27];
+    ov5[0] = 25;
+    ov5[24] = 0x40;
+    t.set_prop(chosen, "ibm,architecture-vec-5", &ov5).unwrap();
+    let mut v = alloc::vec![0, 0, 0, 1];
+    v.extend_from_slice(&t.to_fdt());
+    v
+}
+
+const VEC: u64 = 0x0180_0000;
+
+#[test]
+fn cas_reports_platform_failures_and_leaves_the_tree() {
+    let vector = super::cas::tests::linux_like(0x40, 0x40);
+    // H_CAS itself fails.
+    for rc in [
+        hrc::H_HARDWARE,
+        hrc::H_PARAMETER,
+        hrc::H_FUNCTION,
+        hrc::H_MULTI_THREADS_ACTIVE,
+    ] {
+        let mut c = Client::new("qemu-7.2-kernel");
+        let before = c.fw.tree.to_fdt();
+        let root_ih = c.one("open", &[S("/")]);
+        c.p.mem.write(VEC, &vector).unwrap();
+        c.p.inject_hcall(hop::KVMPPC_H_CAS, rc, 1);
+        test_log::start();
+        let (r3, r) = c.call(
+            "call-method",
+            &[
+                S("ibm,client-architecture-support"),
+                N(root_ih),
+                N(VEC as u32),
+            ],
+            2,
+        );
+        assert_eq!((r3, r[0], r[1]), (0, 0, ERR), "H_CAS {rc}");
+        assert!(
+            test_log::warned("H_CAS returned"),
+            "{rc}: {:?}",
+            test_log::take()
+        );
+        assert_eq!(c.fw.tree.to_fdt(), before, "H_CAS {rc} changed the tree");
+        assert_eq!(c.fw.client.cas, None);
+        assert_eq!(
+            c.one("finddevice", &[S("/chosen")]),
+            c.fw.tree
+                .phandle(c.fw.tree.find("/chosen").unwrap())
+                .unwrap()
+        );
+    }
+    // No memory for the reply.
+    let mut c = Client::new("qemu-7.2-kernel");
+    c.p.mem.write(VEC, &vector).unwrap();
+    c.p.phys = crate::memory::RangeAllocator::new();
+    test_log::start();
+    assert_eq!(c.fw.client_architecture_support(&mut c.p, VEC), -1);
+    assert!(
+        test_log::warned("no memory for the reply"),
+        "{:?}",
+        test_log::take()
+    );
+    // H_CAS succeeds but its reply is unusable.
+    let good = qemu_cas_reply("qemu-7.2-kernel");
+    let mut bad_version = good.clone();
+    bad_version[3] = 7;
+    let mut no_magic = good.clone();
+    no_magic[4] = 0;
+    let mut too_big = good.clone();
+    too_big[8..12].copy_from_slice(&0xffff_fff0u32.to_be_bytes());
+    let mut bad_struct = good.clone();
+    bad_struct[12..16].copy_from_slice(&0x00ff_fff0u32.to_be_bytes());
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() / 2);
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("unknown header version", bad_version),
+        ("no tree after the header", no_magic),
+        ("a tree larger than the buffer", too_big),
+        ("a malformed tree", bad_struct),
+        ("nothing written", Vec::new()),
+        ("half a tree", truncated),
+    ];
+    for (what, reply) in cases {
+        let mut c = Client::new("qemu-7.2-kernel");
+        c.p.mem.write(VEC, &vector).unwrap();
+        let before = c.fw.tree.to_fdt();
+        test_log::start();
+        let st =
+            c.fw.client_architecture_support(&mut CasReply { p: &mut c.p, reply }, VEC);
+        assert_eq!(st, -1, "{what}");
+        assert!(test_log::warned("cas: "), "{what}: {:?}", test_log::take());
+        assert_eq!(c.fw.tree.to_fdt(), before, "{what} changed the tree");
+        assert_eq!(c.fw.client.cas, None, "{what}");
+        assert_eq!(
+            c.one("peer", &[N(0)]),
+            c.fw.tree.phandle(c.fw.tree.root()).unwrap(),
+            "{what}"
+        );
+    }
+    // And QEMU's real shape works, keeping what papr-fw presents.
+    let mut c = Client::new("qemu-7.2-kernel");
+    c.p.mem.write(VEC, &vector).unwrap();
+    let stdout = c.fw.client.stdout;
+    let st = c.fw.client_architecture_support(
+        &mut CasReply {
+            p: &mut c.p,
+            reply: good,
+        },
+        VEC,
+    );
+    assert_eq!(st, 0);
+    assert_eq!(
+        c.fw.client.cas,
+        Some(CasOutcome {
+            radix: true,
+            xive: true
+        })
+    );
+    let chosen = c.fw.tree.find("/chosen").unwrap();
+    assert_eq!(c.fw.tree.prop_u32(chosen, "stdout"), Some(stdout));
+    assert!(c.fw.tree.prop(chosen, "ibm,architecture-vec-5").is_some());
+    let rtas = c.fw.tree.find("/rtas").unwrap();
+    assert!(c.fw.tree.prop_u32(rtas, "rtas-size").is_some());
+}
+
+#[test]
+fn quiesce_reports_platform_failures_and_completes() {
+    type Setup = fn(&mut Client);
+    let cases: [(&str, Setup, &str); 5] = [
+        (
+            "H_UPDATE_DT refuses the tree",
+            |c| {
+                c.p.inject_hcall(hop::KVMPPC_H_UPDATE_DT, hrc::H_PARAMETER, 1)
+            },
+            "H_UPDATE_DT returned",
+        ),
+        (
+            "H_UPDATE_DT fails",
+            |c| {
+                c.p.inject_hcall(hop::KVMPPC_H_UPDATE_DT, hrc::H_HARDWARE, 1)
+            },
+            "H_UPDATE_DT returned",
+        ),
+        (
+            "RTAS quiesce cannot be called",
+            |c| c.p.inject_hcall(hop::KVMPPC_H_RTAS, hrc::H_HARDWARE, 1),
+            "RTAS quiesce",
+        ),
+        (
+            "no memory to flatten the tree",
+            |c| c.p.phys = crate::memory::RangeAllocator::new(),
+            "no memory to flatten",
+        ),
+        (
+            "the firmware's TCEs cannot be unmapped",
+            |c| {
+                let liobn = 0x8000_0000;
+                c.fw.tce
+                    .map(
+                        &mut c.p,
+                        liobn,
+                        0x20_0000,
+                        0x4000,
+                        crate::tce::Perm::ReadWrite,
+                    )
+                    .unwrap();
+                c.p.inject_hcall(hop::H_STUFF_TCE, hrc::H_HARDWARE, 100);
+                c.p.inject_hcall(hop::H_PUT_TCE, hrc::H_HARDWARE, 100);
+            },
+            "TCE unmaps failed",
+        ),
+    ];
+    for (what, setup, warning) in cases {
+        let mut c = Client::new("qemu-7.2-kernel");
+        setup(&mut c);
+        test_log::start();
+        let (r3, _) = c.call("quiesce", &[], 0);
+        assert_eq!(r3, 0, "{what}");
+        assert!(c.fw.client.quiesced, "{what}");
+        assert!(test_log::warned(warning), "{what}: {:?}", test_log::take());
+        // The client interface still answers (Linux makes no more calls, a
+        // boot loader might).
+        assert_eq!(
+            c.one("peer", &[N(0)]),
+            c.fw.tree.phandle(c.fw.tree.root()).unwrap(),
+            "{what}"
+        );
+        let (r3, _) = c.call("quiesce", &[], 0);
+        assert_eq!(r3, 0, "{what}: a second quiesce");
+    }
+}
+
+#[test]
+fn start_cpu_and_the_console_report_platform_failures() {
+    let mut c = Client::new("qemu-7.2-smp4");
+    let cpus: Vec<u32> = crate::summary::cpus(&c.fw.tree)
+        .iter()
+        .filter_map(|(n, _)| c.fw.tree.phandle(*n))
+        .collect();
+    assert!(cpus.len() >= 2);
+    // start-cpu: the platform refuses, or cannot be called.
+    c.p.inject_rtas("start-cpu", -1, 1);
+    test_log::start();
+    let (r3, _) = c.call("start-cpu", &[N(cpus[1]), N(0x6000), N(0)], 0);
+    assert_eq!(r3, 0);
+    assert!(test_log::warned("start-cpu"), "{:?}", test_log::take());
+    c.p.inject_hcall(hop::KVMPPC_H_RTAS, hrc::H_HARDWARE, 1);
+    test_log::start();
+    let (r3, _) = c.call("start-cpu", &[N(cpus[1]), N(0x6000), N(0)], 0);
+    assert_eq!(r3, 0);
+    assert!(test_log::warned("start-cpu"), "{:?}", test_log::take());
+    // write: a failing terminal is -1, a busy one is retried, then given up
+    // on without trying every chunk.
+    let out = c.fw.client.stdout;
+    let text = "x".repeat(100);
+    c.p.inject_hcall(hop::H_PUT_TERM_CHAR, hrc::H_HARDWARE, 1);
+    assert_eq!(c.one("write", &[N(out), S(&text), N(100)]), ERR);
+    c.p.inject_hcall(hop::H_PUT_TERM_CHAR, hrc::H_BUSY, 500);
+    assert_eq!(c.one("write", &[N(out), S(&text), N(100)]), 100);
+    c.p.inject_hcall(hop::H_PUT_TERM_CHAR, hrc::H_BUSY, 1_000_000);
+    let calls = c.p.calls.len();
+    assert_eq!(c.one("write", &[N(out), S(&text), N(100)]), ERR);
+    assert!(
+        c.p.calls.len() - calls <= 1001,
+        "a busy terminal is given up on"
+    );
+    c.p.inject_hcall(hop::H_PUT_TERM_CHAR, hrc::H_BUSY, 0);
+    c.p.console.clear();
+    assert_eq!(c.one("write", &[N(out), S(&text), N(100)]), 100);
+    assert_eq!(c.p.console_text(), text, "the terminal works again");
+    // read: a failing terminal gives no bytes.
+    c.p.inject_hcall(hop::H_GET_TERM_CHAR, hrc::H_HARDWARE, 1);
+    c.p.console_input.extend_from_slice(b"abc");
+    assert_eq!(c.one("read", &[N(out), N(BUF as u32), N(16)]), 0);
+    assert_eq!(c.one("read", &[N(out), N(BUF as u32), N(16)]), 3);
+}

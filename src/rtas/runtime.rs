@@ -9,10 +9,11 @@
 //! image when it installs it ([`RuntimeConfig`], big-endian, versioned).
 
 use crate::console::{Vty, VtyWriter};
-use crate::hcall::op;
+use crate::hcall::{op, rc};
 use crate::memory::Memory;
 use crate::platform::Platform;
 use crate::rtas::ddw::{Ddw, DdwConfig, Outcome, TraceLine};
+use crate::rtas::status;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -189,7 +190,19 @@ impl Runtime {
             }
         }
         // Not a DMA-window call: QEMU reads the OS's block itself.
-        p.hcall(op::KVMPPC_H_RTAS, &[args]);
+        let r = p.hcall(op::KVMPPC_H_RTAS, &[args]);
+        if r.rc != rc::H_SUCCESS && nret >= 1 {
+            // The platform did not run the call.  QEMU answers an unknown
+            // token with H_PARAMETER after storing "not supported" (-3); for
+            // anything else the OS's status cell would keep whatever the OS
+            // left there (Linux zeroes it: "success"), so say "hardware error".
+            let st = if r.rc == rc::H_PARAMETER {
+                status::PARAMETER_ERROR
+            } else {
+                status::HARDWARE_ERROR
+            };
+            let _ = p.write_be32(args + 12 + 4 * nargs as u64, st as u32);
+        }
         if self.config.trace {
             self.trace_forwarded(p, token, args, nargs, nret);
         }
@@ -281,6 +294,73 @@ mod tests {
         assert_eq!(
             p.console_text(),
             "rtas: ibm,read-pci-config(1000 8000000 20000000 4) = -3 0 [platform]\r\n"
+        );
+    }
+
+    #[test]
+    fn a_forwarded_call_the_platform_refuses_reports_an_error() {
+        let mut p = FakePlatform::new(1 << 20);
+        let mut rt = Runtime::new(RuntimeConfig {
+            vtermno: 0x7100_0000,
+            ..Default::default()
+        });
+        // get-time-of-day with the status cell as Linux leaves it (0).
+        for (fault, want) in [
+            (rc::H_HARDWARE, status::HARDWARE_ERROR),
+            (rc::H_FUNCTION, status::HARDWARE_ERROR),
+            (rc::H_PARAMETER, status::PARAMETER_ERROR),
+        ] {
+            p.inject_hcall(op::KVMPPC_H_RTAS, fault, 1);
+            assert_eq!(
+                os_call(&mut p, &mut rt, 0x2001, &[], 8)[0],
+                want as u32,
+                "H_RTAS {fault}"
+            );
+        }
+        // The platform is fine again: the call goes through (the fake does
+        // not model get-time-of-day: -3, written by the platform).
+        assert_eq!(os_call(&mut p, &mut rt, 0x2001, &[], 8)[0], (-3i32) as u32);
+        p.inject_hcall(op::KVMPPC_H_RTAS, rc::H_HARDWARE, 1);
+        assert!(
+            os_call(&mut p, &mut rt, 0x2001, &[], 0).is_empty(),
+            "no result cells: none written"
+        );
+        // A DMA-window call whose H_RTAS fails: -1 and the model unchanged.
+        use crate::rtas::ddw::{DdwPlatform, DdwTokens, DefaultWindow, PeConfig};
+        use crate::rtas::policy::DdwPolicy;
+        let ddw = DdwConfig {
+            platform: DdwPlatform {
+                tokens: DdwTokens::QEMU,
+                pes: alloc::vec![PeConfig {
+                    buid: 0x0800_0000_2000_0000,
+                    default_window: DefaultWindow {
+                        liobn: 0x8000_0000,
+                        bus_addr: 0,
+                        size: 1 << 30
+                    },
+                    config_addrs: None,
+                    dma64_addr: None,
+                }],
+            },
+            policy: DdwPolicy::default(),
+        };
+        let mut rt = Runtime::new(RuntimeConfig {
+            ddw: ddw.encode(),
+            ..Default::default()
+        });
+        let create = [0x1000, 0x0800_0000, 0x2000_0000, 16, 30];
+        p.inject_hcall(op::KVMPPC_H_RTAS, rc::H_HARDWARE, 1);
+        assert_eq!(
+            os_call(&mut p, &mut rt, 0x2027, &create, 4),
+            [(-1i32) as u32, 0, 0, 0]
+        );
+        let pe = rt.ddw.as_ref().unwrap().pe(0x0800_0000_2000_0000).unwrap();
+        assert_eq!(pe.active(), 1, "no window recorded");
+        assert_eq!(p.phbs[0].active_windows(), 1, "none at the platform either");
+        assert_eq!(
+            os_call(&mut p, &mut rt, 0x2027, &create, 4)[0],
+            0,
+            "the next create works"
         );
     }
 
