@@ -32,7 +32,10 @@
 //! moves data through TCEs in the default window and in a DDW.
 //!
 //! `ddw-max-windows=1` on L1's papr-fw (a single-window PE, as an SR-IOV VF
-//! on PowerVM) — see [`nested_single_window_l1`].
+//! on PowerVM): L2's QEMU stops with a hardware error as soon as L2 asks for
+//! a DDW, whether L2 keeps its default window ([`nested_single_window_l1`])
+//! or removes it first ([`nested_single_window_both_levels`]); L2 limited to
+//! its 32-bit window works ([`nested_single_window_l1_l2_without_ddw`]).
 
 use qemu_tests::guest::nested::{self, L2Options, NestedRun};
 use qemu_tests::guest::Disk;
@@ -301,6 +304,67 @@ fn nested_single_window_l1() {
         "{log}"
     );
     assert!(!run.l2_report.pass, "{log}");
+}
+
+/// `ddw-max-windows=1` at both levels: L2's kernel now sees a single-window
+/// PE too and removes its default window first (`enable_ddw`: remove-pe of
+/// LIOBN 0x80000000, which L2's papr-fw forwards to QEMU in L1).  QEMU in L1
+/// removes that VFIO window (`VFIO_IOMMU_SPAPR_TCE_REMOVE`), but L1's kernel
+/// (`spapr_tce_unset_window` → `remove_dma_window_named`) again drops only the
+/// property — no remove-pe reaches L1's papr-fw — so L1's PE still holds its
+/// default window, and the 64-bit window (now table 0) is refused exactly as
+/// in [`nested_single_window_l1`].
+#[test]
+fn nested_single_window_both_levels() {
+    let disk = Disk::temp("nested-1w-both").unwrap();
+    let run = run(
+        &["rtas-trace=on", "ddw-max-windows=1"],
+        L2Options {
+            prom_env: vec!["rtas-trace=on".into(), "ddw-max-windows=1".into()],
+            ..Default::default()
+        },
+        false,
+        &disk,
+    );
+    let log = &run.log;
+    // L2: probe query (none free), its kernel's query, removal of the
+    // default window, query again (one free now).
+    assert_eq!(
+        calls(&run.l2_ddw()),
+        [
+            QUERY_1,
+            QUERY_1,
+            "rtas: ibm,remove-pe-dma-window(80000000) = 0",
+            QUERY_2,
+        ],
+        "L2's trace\n{log}"
+    );
+    // L1: no remove-pe for that default window; the create is refused.
+    assert_eq!(
+        calls(&run.l1_ddw()),
+        [
+            QUERY_1,
+            RESET,
+            QUERY_1,
+            "rtas: ibm,create-pe-dma-window(0 8000000 20000000 10 1d) = -3 0 0 0",
+            RESET,
+        ],
+        "L1's trace\n{log}"
+    );
+    assert!(
+        has_line(
+            &run.l2,
+            "qemu: hardware error: vfio: DMA mapping failed, unable to continue"
+        ),
+        "{log}"
+    );
+    assert!(
+        run.l1_report
+            .lines
+            .iter()
+            .any(|l| l == "nested: L2 exited 134"),
+        "{log}"
+    );
 }
 
 /// `ddw-max-windows=1` on L1 with L2's host bridge offering no DDW
