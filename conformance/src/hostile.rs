@@ -534,6 +534,70 @@ pub fn cif<M: Machine + ?Sized>(s: &mut Suite<M>) {
     );
     s.none("close", &[N(root_ih)]);
 
+    // Growing the tree without bound: 1 MiB properties under new names until
+    // papr-fw refuses, which it must do before its own memory runs out;
+    // emptied again afterwards, and the firmware still works (CAS, which
+    // needs 2 MiB of firmware memory, comes later).
+    let (ib, _) = s.m.image();
+    let mut grown = 0;
+    for i in 0..96 {
+        let name = alloc::format!("conformance,fill-{i}");
+        let r = s.one("setprop", &[N(chosen), S(&name), N(ib as u32), N(1 << 20)]);
+        if r == ERR {
+            break;
+        }
+        grown += 1;
+    }
+    check!(
+        s,
+        grown < 96,
+        "setprop refuses to grow the tree without bound ({grown} MiB taken)"
+    );
+    for i in 0..grown {
+        let name = alloc::format!("conformance,fill-{i}");
+        check_eq!(
+            s,
+            s.one("setprop", &[N(chosen), S(&name), N(ib as u32), N(0)]),
+            0,
+            "emptying {name}"
+        );
+    }
+    check_eq!(
+        s,
+        s.finddevice("/chosen"),
+        Some(chosen),
+        "finddevice after filling the tree"
+    );
+
+    // Many tiny claims (a fragmenting client): refused at some point, in
+    // bounded time, and all released again.
+    if let Some(base) = s.free_range(0x10_0000, s.m.image().0 + s.m.image().1) {
+        let t0 = s.now_ms();
+        let mut got = Vec::new();
+        for i in 0..20_000u64 {
+            match s.claim(base + 2 * i, 1, 0) {
+                Some(a) => got.push(a),
+                None => break,
+            }
+        }
+        let took = s.now_ms() - t0;
+        check!(
+            s,
+            got.len() < 20_000,
+            "claims of 1 byte are refused at some point ({} taken)",
+            got.len()
+        );
+        check!(s, took < 10_000, "{} tiny claims took {took} ms", got.len());
+        for a in &got {
+            s.none("release", &[N(*a as u32), N(1)]);
+        }
+        check!(
+            s,
+            s.is_available(base, 0x10_0000),
+            "all tiny claims released"
+        );
+    }
+
     // Running out of instances: refused, then fine again after closing.
     let mut opened = Vec::new();
     let mut refused = false;

@@ -14,6 +14,12 @@ use alloc::vec::Vec;
 
 /// Claims beyond this cannot be expressed in 32-bit cells.
 pub const CLAIM_LIMIT: u64 = 1 << 32;
+/// Most separate claims a client may hold.  Each claim costs firmware memory
+/// and makes every later claim re-encode `/memory` `available`: without a
+/// bound a client making tiny claims exhausts the heap or stalls the firmware
+/// (20000 one-byte claims took two minutes under TCG).  Linux makes a few
+/// dozen, boot loaders a few hundred at most.
+pub const MAX_CLAIMS: usize = 1024;
 
 #[derive(Clone, Debug, Default)]
 pub struct Claims {
@@ -68,7 +74,7 @@ impl Claims {
     /// `claim(virt, size, align)`: with `align == 0` exactly at `virt`,
     /// otherwise anywhere aligned to `align` (a power of two).  Returns the base.
     pub fn claim(&mut self, virt: u64, size: u64, align: u64) -> Option<u64> {
-        if size == 0 {
+        if size == 0 || self.claimed.len() >= MAX_CLAIMS {
             return None;
         }
         let base = if align == 0 {
@@ -97,7 +103,12 @@ impl Claims {
         let Some(i) = self.claimed.iter().position(|c| c.contains(r.base, r.size)) else {
             return false;
         };
-        let c = self.claimed.remove(i);
+        let c = self.claimed[i];
+        if c.base < r.base && c.end() > r.end() && self.claimed.len() >= MAX_CLAIMS {
+            // Releasing the middle would make a claim more than the bound.
+            return false;
+        }
+        self.claimed.remove(i);
         if c.base < r.base {
             self.claimed.push(Range::new(c.base, r.base - c.base));
         }
@@ -205,6 +216,24 @@ mod tests {
         assert_eq!(c.claim(0x800000, 0x1000, 0), None);
         c.unprotect(Range::new(0x800000, 0x200000));
         assert_eq!(c.claim(0x800000, 0x1000, 0), Some(0x800000));
+    }
+
+    #[test]
+    fn claims_are_bounded() {
+        let mut c = Claims::new(&[Range::new(0, 64 << 20)], &[]);
+        for i in 0..MAX_CLAIMS as u64 {
+            assert_eq!(c.claim(0x10_0000 + 2 * i, 1, 0), Some(0x10_0000 + 2 * i));
+        }
+        assert_eq!(c.claim(0x20_0000, 0x1000, 0), None, "one claim too many");
+        assert_eq!(c.claim(0, 0x1000, 0x1000), None, "aligned ones too");
+        // A release that would split a claim in two is refused at the bound;
+        // releasing whole claims makes room again.
+        c.release(0x10_0000, 1);
+        assert_eq!(c.claim(0x30_0000, 0x3000, 0), Some(0x30_0000));
+        assert!(!c.release(0x30_1000, 0x1000), "splitting at the bound");
+        assert!(c.release(0x30_0000, 0x1000), "the start of it is fine");
+        assert!(c.release(0x10_0002, 1));
+        assert_eq!(c.claim(0x40_0000, 0x1000, 0), Some(0x40_0000));
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub const MAX_PATH: usize = 1024;
 pub const MAX_WRITE: u32 = 64 << 10;
 /// The CAS reply buffer (QEMU needs room for its whole tree; SLOF uses 2 MiB).
 pub const CAS_BUFFER: u64 = 2 << 20;
+/// Most bytes (values and names) clients may add to the tree with `setprop`:
+/// the tree lives in the firmware's heap, which must keep room for CAS, the
+/// flattened tree at quiesce and the drivers.  prom_init and GRUB set a few
+/// hundred bytes.
+pub const CLIENT_PROP_BUDGET: usize = 4 << 20;
 
 const ERR: u32 = u32::MAX;
 
@@ -124,6 +129,8 @@ pub struct Client {
     pub qemu_rtas_size: u32,
     /// What CAS negotiated.
     pub cas: Option<CasOutcome>,
+    /// Bytes `setprop` added to the tree (net), against [`CLIENT_PROP_BUDGET`].
+    pub setprop_bytes: usize,
 }
 
 /// The outcome of `ibm,client-architecture-support`.
@@ -450,13 +457,25 @@ impl Firmware {
                 let len = a[3] as usize;
                 r[0] = match (self.node(a[0]), read_str(p, a[1] as u64, MAX_NAME)) {
                     (Some(n), Some(pn)) if len <= crate::devtree::tree::MAX_PROP_LEN => {
-                        let mut v = alloc::vec![0u8; len];
-                        if p.read(a[2] as u64, &mut v).is_ok()
-                            && self.tree.set_prop(n, &pn, &v).is_ok()
-                        {
-                            a[3]
-                        } else {
+                        // The tree lives in the firmware's heap: what clients
+                        // add is budgeted (net of what they replace), and the
+                        // value is copied into memory that may be refused.
+                        let old = self.tree.prop(n, &pn).map_or(0, |v| v.len() + pn.len());
+                        let grown =
+                            (self.client.setprop_bytes + len + pn.len()).saturating_sub(old);
+                        let mut v = Vec::new();
+                        if grown > CLIENT_PROP_BUDGET || v.try_reserve_exact(len).is_err() {
                             ERR
+                        } else {
+                            v.resize(len, 0);
+                            if p.read(a[2] as u64, &mut v).is_ok()
+                                && self.tree.set_prop(n, &pn, &v).is_ok()
+                            {
+                                self.client.setprop_bytes = grown;
+                                a[3]
+                            } else {
+                                ERR
+                            }
                         }
                     }
                     _ => ERR,

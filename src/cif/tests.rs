@@ -709,3 +709,71 @@ fn start_cpu_and_the_console_report_platform_failures() {
     assert_eq!(c.one("read", &[N(out), N(BUF as u32), N(16)]), 0);
     assert_eq!(c.one("read", &[N(out), N(BUF as u32), N(16)]), 3);
 }
+
+// --- hostile clients and the firmware's own memory ----------------------
+
+#[test]
+fn setprop_cannot_exhaust_the_firmware_heap() {
+    // The conformance client found this: 1 MiB properties under new names
+    // grew the tree until the heap ran out and papr-fw panicked.
+    let mut c = Client::new("qemu-7.2-kernel");
+    let chosen = c.one("finddevice", &[S("/chosen")]);
+    let src = 0x40_0000;
+    let mut n = 0;
+    loop {
+        let name = format!("fill-{n}");
+        if c.one("setprop", &[N(chosen), S(&name), N(src), N(1 << 20)]) == ERR {
+            break;
+        }
+        n += 1;
+        assert!(n < 64, "setprop never refuses");
+    }
+    assert_eq!(n, (CLIENT_PROP_BUDGET >> 20) as u32 - 1);
+    // Emptying a property gives its bytes back; replacing one costs only the difference.
+    assert_eq!(c.one("setprop", &[N(chosen), S("fill-0"), N(src), N(0)]), 0);
+    assert_eq!(
+        c.one("setprop", &[N(chosen), S("fill-again"), N(src), N(1 << 20)]),
+        1 << 20
+    );
+    assert_eq!(
+        c.one("setprop", &[N(chosen), S("fill-1"), N(src), N(1 << 20)]),
+        1 << 20
+    );
+    assert_eq!(
+        c.one("setprop", &[N(chosen), S("fill-1"), N(src), N(2 << 20)]),
+        ERR,
+        "growing one by 1 MiB"
+    );
+    // Small properties as prom_init sets them still work.
+    assert_eq!(
+        c.one("setprop", &[N(chosen), S("linux,x"), S("abc"), N(4)]),
+        4
+    );
+}
+
+#[test]
+fn tiny_claims_are_bounded() {
+    // Also found by the conformance client: 20000 one-byte claims took two
+    // minutes under TCG (every claim re-encodes /memory available).
+    let mut c = Client::new("qemu-7.2-kernel");
+    let base = 0x200_0000u32;
+    let mut got = 0;
+    for i in 0..5000 {
+        if c.one("claim", &[N(base + 2 * i), N(1), N(0)]) == ERR {
+            break;
+        }
+        got += 1;
+    }
+    assert!(
+        got < 5000 && got + 3 >= claim::MAX_CLAIMS as u32,
+        "{got} claims"
+    );
+    for i in 0..got {
+        c.call("release", &[N(base + 2 * i), N(1)], 0);
+    }
+    assert_eq!(
+        c.one("claim", &[N(base), N(0x10_0000), N(0)]),
+        base,
+        "all released"
+    );
+}
