@@ -212,6 +212,13 @@ pub const PAGE_SIZES: [(u32, u32); 9] = [
 /// Every LoPAPR page-size bit.
 pub const ALL_PAGE_SIZES: u32 = 0x1ff;
 
+/// Most `ddw-inject` entries.  The policy travels to the resident RTAS in
+/// its fixed-size configuration block (`rtas::runtime::CONFIG_SIZE`, with
+/// the token names and the PEs): a list the block cannot hold would make
+/// `instantiate-rtas` fail and leave the OS without RTAS (the prom_env fuzz
+/// target's invariant).
+pub const MAX_INJECTIONS: usize = 16;
+
 /// The query-mask bit of page `shift`, if LoPAPR defines that size.
 pub fn page_size_bit(shift: u32) -> Option<u32> {
     PAGE_SIZES
@@ -352,6 +359,9 @@ impl DdwPolicy {
                 }
                 if new.is_empty() {
                     return err("expected CALL:KIND[:COUNT][,...]".to_string());
+                }
+                if self.inject.len() + new.len() > MAX_INJECTIONS {
+                    return err(format!("at most {MAX_INJECTIONS} injections"));
                 }
                 self.inject.extend(new);
             }
@@ -589,6 +599,61 @@ mod tests {
             .parse_option("ddw-inject", "create:fail,query:busy")
             .is_err());
         assert!(p.inject.is_empty());
+    }
+
+    #[test]
+    fn injections_are_bounded_so_the_resident_rtas_config_fits() {
+        // The prom_env fuzz target's invariant: 250 injections were accepted
+        // and made a runtime configuration larger than the runtime's block.
+        let many = alloc::vec!["create:fail:4294967295"; 250].join(",");
+        let mut p = DdwPolicy::default();
+        let e = p.parse_option("ddw-inject", &many).unwrap_err();
+        assert!(e.contains("at most 16 injections"), "{e}");
+        assert!(p.inject.is_empty());
+        let most = alloc::vec!["create:fail:4294967295"; MAX_INJECTIONS].join(",");
+        assert_eq!(p.parse_option("ddw-inject", &most), Ok(true));
+        assert!(
+            p.parse_option("ddw-inject", "query:fail").is_err(),
+            "the bound counts earlier ones"
+        );
+        // The largest policy still fits next to QEMU's token names.
+        p.parse_option("ddw-max-windows", "4294967295").unwrap();
+        p.parse_option("ddw-page-sizes", "0x1ff").unwrap();
+        p.parse_option("ddw-max-window-shift", "63").unwrap();
+        p.parse_option("ddw-lam", "on").unwrap();
+        p.parse_option("rtas-trace", "on").unwrap();
+        use crate::rtas::ddw::{DdwConfig, DdwPlatform, DdwTokens, DefaultWindow, PeConfig};
+        use crate::rtas::runtime::{RuntimeConfig, CONFIG_SIZE};
+        let ddw = DdwConfig {
+            platform: DdwPlatform {
+                tokens: DdwTokens::QEMU,
+                pes: alloc::vec![
+                    PeConfig {
+                        buid: 0x0800_0000_2000_0000,
+                        default_window: DefaultWindow { liobn: 0x8000_0000, bus_addr: 0, size: 1 << 30 },
+                        config_addrs: None,
+                        dma64_addr: None,
+                    };
+                    4
+                ],
+            },
+            policy: p,
+        };
+        let rc = RuntimeConfig {
+            vtermno: 0x7100_0000,
+            ram_limit: 1 << 31,
+            trace: true,
+            token_names: crate::fake::QEMU_RTAS_TOKENS
+                .iter()
+                .map(|(n, t)| (*t, String::from(*n)))
+                .collect(),
+            ddw: ddw.encode(),
+        };
+        assert!(
+            rc.encode().len() <= CONFIG_SIZE,
+            "{} bytes",
+            rc.encode().len()
+        );
     }
 
     #[test]
