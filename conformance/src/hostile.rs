@@ -534,6 +534,34 @@ pub fn cif<M: Machine + ?Sized>(s: &mut Suite<M>) {
     );
     s.none("close", &[N(root_ih)]);
 
+    // A client-set phandle that belongs to another node must not make two
+    // nodes answer to it.
+    let rph = root.to_be_bytes();
+    let r = s.one("setprop", &[N(chosen), S("phandle"), A::B(&rph), N(4)]);
+    check!(
+        s,
+        r == ERR || r == 4,
+        "setprop of another node's phandle: {r:#x}"
+    );
+    check_eq!(
+        s,
+        s.finddevice("/"),
+        Some(root),
+        "finddevice(/) after a phandle clash"
+    );
+    check_eq!(
+        s,
+        s.finddevice("/chosen").map(|c| c != root),
+        Some(true),
+        "/chosen keeps a phandle of its own"
+    );
+    check_eq!(
+        s,
+        s.one("peer", &[N(0)]),
+        root,
+        "peer(0) after a phandle clash"
+    );
+
     // Growing the tree without bound: 1 MiB properties under new names until
     // papr-fw refuses, which it must do before its own memory runs out;
     // emptied again afterwards, and the firmware still works (CAS, which
