@@ -89,9 +89,9 @@ pub fn parse(log: &str) -> Option<(u32, u32, Vec<String>)> {
         .collect();
     let line = log
         .lines()
+        .rev()
         .filter(|l| l.starts_with(SUMMARY) && l.ends_with(" failed") && !l.contains('['))
-        .filter(|l| !l.contains(": ") || l.matches(": ").count() == 1)
-        .last()?;
+        .find(|l| l.matches(": ").count() == 1)?;
     let rest = line.strip_prefix(SUMMARY)?;
     let (n, rest) = rest.split_once(" checks, ")?;
     let m = rest.strip_suffix(" failed")?;
