@@ -62,7 +62,7 @@ pub fn run<M: Machine + ?Sized>(s: &mut Suite<M>) {
     );
     let r = s.call("start-cpu", &[N(ph), N(entry as u32), N(mb as u32)], 0);
     check_eq!(s, r.r3, 0, "start-cpu of CPU {server}");
-    let ran = wait(s, 2000, |s| s.rd32(mb) == 1);
+    let ran = wait(s, 10_000, |s| s.rd32(mb) == 1);
     check!(
         s,
         ran,
@@ -76,7 +76,7 @@ pub fn run<M: Machine + ?Sized>(s: &mut Suite<M>) {
             "the started CPU got the argument in r3"
         );
     }
-    let back = wait(s, 2000, |s| {
+    let back = wait(s, 10_000, |s| {
         s.rtas_call(query, &[server], 2).1.get(1) == Some(&0)
     });
     check!(s, back, "CPU {server} stopped itself (stop-self)");
