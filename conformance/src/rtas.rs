@@ -196,6 +196,38 @@ pub fn calls<M: Machine + ?Sized>(s: &mut Suite<M>) {
         let (st, _) = s.rtas_call(t, &[], 2);
         check_eq!(s, st, PARAM, "get-time-of-day with 2 results");
     }
+    // Read-only calls papr-fw forwards: the same answer as the platform's.
+    if let (Some(t), Some(phb)) = (
+        s.info.token("ibm,read-pci-config"),
+        s.info.phbs.first().cloned(),
+    ) {
+        let args = [0, (phb.buid >> 32) as u32, phb.buid as u32, 4];
+        let (st, r) = s.rtas_call(t, &args, 2);
+        let (rc, p) = s.platform_rtas(t, &args, 2);
+        check!(
+            s,
+            rc == 0 && st == p[0] as i32 && (st != 0 || r[1] == p[1]),
+            "ibm,read-pci-config agrees with the platform: {r:x?} {p:x?}"
+        );
+        let (st, _) = s.rtas_call(t, &[0, 0, 0, 4], 2);
+        check!(s, st != 0, "ibm,read-pci-config of BUID 0 fails: {st}");
+    }
+    if let Some(t) = s.info.token("ibm,get-system-parameter") {
+        // SPLPAR characteristics (20): a length-prefixed string.
+        let (ours, theirs) = (s.at(arena::BUF), s.at(arena::BUF + 0x800));
+        s.fill(ours, 0x400, 0);
+        s.fill(theirs, 0x400, 0);
+        let (st, _) = s.rtas_call(t, &[20, ours as u32, 0x400], 1);
+        let (rc, p) = s.platform_rtas(t, &[20, theirs as u32, 0x400], 1);
+        let (a, b) = (s.rd(ours, 0x400), s.rd(theirs, 0x400));
+        check!(
+            s,
+            rc == 0 && st == p[0] as i32 && (st != 0 || a == b),
+            "ibm,get-system-parameter(20) agrees with the platform ({st}, {})",
+            p[0] as i32
+        );
+    }
+
     // Unknown tokens.
     let known: Vec<u32> = s.info.tokens.iter().map(|(_, t)| *t).collect();
     for t in [0x1234u32, 0, 0xffff_ffff, 0x7fff_ffff] {
