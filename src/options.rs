@@ -229,34 +229,110 @@ impl Options {
     }
 
     /// Read the options with RTAS `nvram-fetch` (token `token`, NVRAM of
-    /// `nvram_size` bytes): the first partition header, then the system
-    /// partition (at most 64 KiB are read).
+    /// `nvram_size` bytes; at most 64 KiB are read).
     pub fn fetch<P: Platform + ?Sized>(
         p: &mut P,
         token: u32,
         nvram_size: u32,
     ) -> Result<Self, NvramError> {
-        let size = (nvram_size as u64).min(0x10000);
-        if size < 16 {
-            return Ok(Options::default());
+        Ok(Options::from_nvram(&fetch_image(p, token, nvram_size)?))
+    }
+}
+
+/// The NVRAM's contents (at most 64 KiB), read with RTAS `nvram-fetch`.
+pub fn fetch_image<P: Platform + ?Sized>(
+    p: &mut P,
+    token: u32,
+    nvram_size: u32,
+) -> Result<Vec<u8>, NvramError> {
+    transfer(p, token, nvram_size, None)
+}
+
+/// Write `image` to the start of the NVRAM with RTAS `nvram-store`.
+pub fn store_image<P: Platform + ?Sized>(
+    p: &mut P,
+    token: u32,
+    image: &[u8],
+) -> Result<(), NvramError> {
+    transfer(p, token, image.len() as u32, Some(image)).map(|_| ())
+}
+
+/// One nvram-fetch or nvram-store of the first `size` bytes (max 64 KiB)
+/// through a firmware buffer.
+fn transfer<P: Platform + ?Sized>(
+    p: &mut P,
+    token: u32,
+    size: u32,
+    data: Option<&[u8]>,
+) -> Result<Vec<u8>, NvramError> {
+    let size = (size as u64).min(0x10000);
+    if size < 16 {
+        return Ok(Vec::new());
+    }
+    let buf = p.alloc_phys(size, 4096).ok_or(NvramError::NoMemory)?;
+    let result = (|| {
+        if let Some(d) = data {
+            p.write(buf, &d[..size as usize])
+                .map_err(|e| NvramError::Rtas(rtas::RtasError::Memory(e)))?;
         }
-        let buf = p.alloc_phys(size, 4096).ok_or(NvramError::NoMemory)?;
-        let result = (|| {
-            let mut rets = [0u32; 2];
-            let block = p.scratch();
-            let st = rtas::call(p, block, token, &[0, buf as u32, size as u32], &mut rets)
-                .map_err(NvramError::Rtas)?;
-            if st != 0 {
-                return Err(NvramError::Status(st));
-            }
-            let mut image = alloc::vec![0u8; size as usize];
+        let mut rets = [0u32; 2];
+        let block = p.scratch();
+        let st = rtas::call(p, block, token, &[0, buf as u32, size as u32], &mut rets)
+            .map_err(NvramError::Rtas)?;
+        if st != 0 {
+            return Err(NvramError::Status(st));
+        }
+        let mut image = alloc::vec![0u8; size as usize];
+        if data.is_none() {
             p.read(buf, &mut image)
                 .map_err(|e| NvramError::Rtas(rtas::RtasError::Memory(e)))?;
-            Ok(Options::from_nvram(&image))
-        })();
-        p.free_phys(buf, size, 4096);
-        result
+        }
+        Ok(image)
+    })();
+    p.free_phys(buf, size, 4096);
+    result
+}
+
+/// The CHRP NVRAM partition header checksum: bytes 0 and 2..16 summed with
+/// end-around carry (byte 1 holds it).
+pub fn header_checksum(h: &[u8]) -> u8 {
+    let mut sum: u32 = h[0] as u32;
+    for b in &h[2..16] {
+        sum += *b as u32;
+        sum = (sum + (sum >> 8)) & 0xff;
     }
+    sum as u8
+}
+
+/// Whether the NVRAM starts with a valid partition header (a blank NVRAM —
+/// QEMU's without `-prom-env` or a backing drive — does not).
+pub fn has_partitions(nvram: &[u8]) -> bool {
+    if nvram.len() < 16 {
+        return false;
+    }
+    let h = &nvram[..16];
+    let len = u16::from_be_bytes([h[2], h[3]]) as usize * 16;
+    len >= 16 && len <= nvram.len() && h[1] == header_checksum(h)
+}
+
+/// A formatted NVRAM of `size` bytes as QEMU lays out `-prom-env` (and SLOF
+/// formats a blank one): an empty "system" partition of 2 KiB at 0, then a
+/// "free" partition to the end, where the OS creates its own partitions
+/// (Linux: `ibm,rtas-log`).
+pub fn blank_layout(size: usize) -> Vec<u8> {
+    let mut v = alloc::vec![0u8; size];
+    if size < 2048 + 16 {
+        return v;
+    }
+    let mut header = |at: usize, sig: u8, len: usize, name: &[u8]| {
+        v[at] = sig;
+        v[at + 2..at + 4].copy_from_slice(&((len / 16) as u16).to_be_bytes());
+        v[at + 4..at + 4 + name.len()].copy_from_slice(name);
+        v[at + 1] = header_checksum(&v[at..at + 16]);
+    };
+    header(0, SIG_SYSTEM, 2048, b"system");
+    header(2048, SIG_FREE, (size - 2048) & !15, b"free");
+    v
 }
 
 impl fmt::Display for Options {
@@ -343,6 +419,26 @@ mod tests {
             Options::fetch(&mut p, tok, 0x20000).map(|o| o.is_empty()),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn blank_nvram_is_formatted_like_qemu_does() {
+        let v = blank_layout(0x10000);
+        assert!(has_partitions(&v));
+        assert!(!has_partitions(&[0u8; 0x10000]));
+        // The same bytes QEMU writes for -prom-env with no pairs (fake: QEMU 7.2's layout).
+        let mut p = FakePlatform::new(64 << 20);
+        p.set_prom_env(&[]);
+        assert_eq!(&v[..16], &p.nvram[..16]);
+        assert_eq!(&v[2048..2052], &p.nvram[2048..2052]);
+        assert_eq!(&v[2052..2056], b"free");
+        assert!(Options::from_nvram(&v).is_empty());
+        // Round trip through nvram-store and nvram-fetch.
+        let mut p = FakePlatform::new(64 << 20);
+        let (store, fetch) = (p.rtas_tokens["nvram-store"], p.rtas_tokens["nvram-fetch"]);
+        store_image(&mut p, store, &v).unwrap();
+        assert_eq!(p.nvram, v);
+        assert_eq!(fetch_image(&mut p, fetch, 0x10000).unwrap(), v);
     }
 
     #[test]
