@@ -17,10 +17,10 @@ use papr_fw::memory::{Memory, Range};
 
 /// Fake RAM (the tree says more; what lies beyond is unreadable).  Small,
 /// because the sanitizer zeroes all of it on every run.
-const RAM: usize = 8 << 20;
-const BLOCK: u64 = 0x50_0000;
-const STR: u64 = 0x50_1000;
-const BUF: u64 = 0x52_0000;
+const RAM: usize = 4 << 20;
+const BLOCK: u64 = 0x20_0000;
+const STR: u64 = 0x20_1000;
+const BUF: u64 = 0x22_0000;
 /// Firmware memory the firmware itself never writes on the fake platform.
 const CANARY: Range = Range {
     base: 0x2_0000,
@@ -117,8 +117,8 @@ fuzz_target!(|data: &[u8]| {
     let layout = Layout {
         firmware: Range::new(0, 0x10_0000),
         // The fake's alloc_phys hands out the top quarter of RAM.
-        heap: Range::new(0x60_0000, 0x20_0000),
-        fdt: Range::new(0x58_0000, 0x8_0000),
+        heap: Range::new(0x30_0000, 0x10_0000),
+        fdt: Range::new(0x2c_0000, 0x4_0000),
         client_stack: Range::new(0x8_0000, 0x4_0000),
     };
     let Ok(mut fw) = Firmware::start(&mut p, tree, layout) else {
@@ -141,9 +141,9 @@ fuzz_target!(|data: &[u8]| {
         0x100,
         0x2000,
         0x8_0000 - 8,
-        0x60_0000,
-        0x7f_fffc,
-        0x80_0000,
+        0x30_0000,
+        0x3f_fffc,
+        0x40_0000,
         0xffff_f000,
     ];
 

@@ -15,8 +15,9 @@ use papr_fw::rtas::ddw::{DdwConfig, DdwPlatform, DdwTokens, DefaultWindow, PeCon
 use papr_fw::rtas::policy::DdwPolicy;
 use papr_fw::rtas::runtime::{Runtime, RuntimeConfig};
 
-const RAM: usize = 4 << 20;
-const BLOCK: u64 = 0x20_0000;
+/// Small: the sanitizer zeroes all of the fake RAM on every run.
+const RAM: usize = 1 << 20;
+const BLOCK: u64 = 0x4_0000;
 const BUID: u64 = 0x0800_0000_2000_0000;
 
 struct In<'a>(&'a [u8]);
@@ -134,7 +135,7 @@ fuzz_target!(|data: &[u8]| {
             args.push(v);
         }
         let block = if sel == 0xff {
-            (r.u32().unwrap_or(0) as u64) & 0x7f_ffff
+            (r.u32().unwrap_or(0) as u64) & 0x1f_ffff
         } else {
             BLOCK
         };
