@@ -20,7 +20,7 @@
 //! run ends with `conformance: N checks, M failed` and RTAS `power-off` (all
 //! passed) or `ibm,os-term` (something failed).
 
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
@@ -31,6 +31,10 @@ pub mod hostile;
 pub mod rtas;
 pub mod services;
 pub mod tree;
+
+/// The suite against papr-fw on its fake platform (host only).
+#[cfg(test)]
+mod host_tests;
 
 use alloc::format;
 use alloc::string::String;

@@ -1,11 +1,12 @@
-//! The conformance suite against papr-fw's logic on the host: papr-fw's
+//! The conformance suite against papr-fw's logic on the host (unit tests of
+//! this crate, so `cargo test --workspace --lib` runs them): papr-fw's
 //! `Firmware` started on QEMU's own trees over the fake platform, the
 //! resident RTAS `Runtime` behind the instantiated entry, and a thin layer
 //! that answers what the fake platform does not model as QEMU does (H_CAS
 //! with QEMU's whole-tree reply, H_UPDATE_DT, get-time-of-day,
 //! query-cpu-stopped-state, start-cpu).
 
-use conformance::{arena, Entry, Machine, Mode, Suite, Verdict};
+use crate::{arena, Entry, Machine, Mode, Suite, Verdict};
 use papr_fw::cif::cas::ArchVector;
 use papr_fw::cif::ClientImage;
 use papr_fw::devtree::Tree;
