@@ -78,20 +78,37 @@ pub trait Memory {
     /// into `buf`; returns its length.  No terminator within `max` is an error.
     fn read_cstr(&self, addr: u64, buf: &mut [u8], max: usize) -> Result<usize, MemError> {
         let max = max.min(buf.len());
-        for (i, slot) in buf.iter_mut().enumerate().take(max) {
-            let b = self.read_u8(addr + i as u64)?;
-            if b == 0 {
-                return Ok(i);
-            }
-            *slot = b;
-        }
-        if self.read_u8(addr + max as u64)? == 0 {
-            return Ok(max);
-        }
-        Err(MemError {
+        let err = MemError {
             addr,
             len: max as u64 + 1,
-        })
+        };
+        // In chunks: one bounds-checked copy per 64 bytes rather than per byte
+        // (client-interface names and paths are read on every call).  A
+        // chunk that runs off the end of memory is retried byte by byte, so
+        // a string ending right before the end is still read.
+        let mut done = 0usize;
+        while done <= max {
+            let want = (max + 1 - done).min(64);
+            let mut chunk = [0u8; 64];
+            let at = addr.checked_add(done as u64).ok_or(err)?;
+            let got = if self.read(at, &mut chunk[..want]).is_ok() {
+                want
+            } else {
+                chunk[0] = self.read_u8(at)?;
+                1
+            };
+            for (i, &b) in chunk[..got].iter().enumerate() {
+                if b == 0 {
+                    return Ok(done + i);
+                }
+                if done + i == max {
+                    return Err(err);
+                }
+                buf[done + i] = b;
+            }
+            done += got;
+        }
+        Err(err)
     }
 }
 

@@ -23,6 +23,12 @@ pub trait Platform: Hypervisor + Memory {
     /// `align` (a power of two) for buffers devices or the platform access (TCE
     /// lists, device queues, DMA buffers).  `None` when exhausted.
     fn alloc_phys(&mut self, size: u64, align: u64) -> Option<u64>;
+    /// Like [`alloc_phys`](Self::alloc_phys) but the contents are
+    /// unspecified: for buffers the platform or a device fills before the
+    /// firmware reads them (zeroing 2 MiB costs milliseconds under TCG).
+    fn alloc_phys_uninit(&mut self, size: u64, align: u64) -> Option<u64> {
+        self.alloc_phys(size, align)
+    }
     /// Return memory from [`alloc_phys`](Self::alloc_phys) (same size and align).
     fn free_phys(&mut self, addr: u64, size: u64, align: u64);
     /// Make code the firmware wrote at `addr..addr+len` executable (instruction

@@ -102,6 +102,16 @@ impl Memory for RealMemory {
         Ok(())
     }
 
+    fn fill(&mut self, addr: u64, len: u64, byte: u8) -> Result<(), MemError> {
+        let n = usize::try_from(len).map_err(|_| MemError { addr, len })?;
+        Self::check(addr, n)?;
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: as in `write`.
+        unsafe { core::ptr::write_bytes(addr as usize as *mut u8, byte, n) };
+        compiler_fence(Ordering::SeqCst);
+        Ok(())
+    }
+
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), MemError> {
         Self::check(addr, data.len())?;
         compiler_fence(Ordering::SeqCst);
@@ -179,6 +189,9 @@ impl Memory for RealPlatform {
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), MemError> {
         RealMemory.write(addr, data)
     }
+    fn fill(&mut self, addr: u64, len: u64, byte: u8) -> Result<(), MemError> {
+        RealMemory.fill(addr, len, byte)
+    }
 }
 
 impl crate::platform::Platform for RealPlatform {
@@ -196,6 +209,16 @@ impl crate::platform::Platform for RealPlatform {
         // SAFETY: the layout has a non-zero size; in real mode the heap pointer
         // is the physical address.
         let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        (!p.is_null()).then_some(p as u64)
+    }
+    fn alloc_phys_uninit(&mut self, size: u64, align: u64) -> Option<u64> {
+        let layout = core::alloc::Layout::from_size_align(size as usize, align as usize).ok()?;
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: as in `alloc_phys`; the memory is only reached through
+        // `Memory` (never as a Rust value), so its contents may be anything.
+        let p = unsafe { alloc::alloc::alloc(layout) };
         (!p.is_null()).then_some(p as u64)
     }
     fn sync_icache(&mut self, addr: u64, len: u64) {

@@ -355,14 +355,14 @@ impl Firmware {
 
     /// A property as the client sees it: the tree's, plus `name` (the part of
     /// the node name before `@`) for every node that does not store one.
-    fn client_prop(&self, node: NodeId, name: &str) -> Option<Vec<u8>> {
+    fn client_prop(&self, node: NodeId, name: &str) -> Option<alloc::borrow::Cow<'_, [u8]>> {
         if let Some(v) = self.tree.prop(node, name) {
-            return Some(v.to_vec());
+            return Some(alloc::borrow::Cow::Borrowed(v));
         }
         if name == "name" {
             let mut v = Vec::from(self.tree.node_name(node).unwrap_or("").as_bytes());
             v.push(0);
-            return Some(v);
+            return Some(alloc::borrow::Cow::Owned(v));
         }
         None
     }
@@ -775,7 +775,7 @@ impl Firmware {
             warn!("cas: {e}; not passed to the platform");
             return -1;
         }
-        let Some(buf) = p.alloc_phys(CAS_BUFFER, 4096) else {
+        let Some(buf) = p.alloc_phys_uninit(CAS_BUFFER, 4096) else {
             warn!("cas: no memory for the reply");
             return -1;
         };
@@ -966,10 +966,10 @@ impl Firmware {
 
 /// Read a NUL-terminated client string (at most `max` bytes), as UTF-8.
 fn read_str<M: Memory + ?Sized>(m: &M, addr: u64, max: usize) -> Option<String> {
-    let mut buf = alloc::vec![0u8; max];
+    let mut buf = [0u8; MAX_PATH];
+    let max = max.min(MAX_PATH);
     let n = m.read_cstr(addr, &mut buf, max).ok()?;
-    buf.truncate(n);
-    String::from_utf8(buf).ok()
+    core::str::from_utf8(&buf[..n]).ok().map(String::from)
 }
 
 /// Raw bytes to a vty (the client translates its own newlines); the bytes
