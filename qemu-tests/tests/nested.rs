@@ -235,6 +235,7 @@ fn nested_papr_fw_l1_and_l2_vfio_nvme() {
 ///    2 levels (-EINVAL at once: one level only), gives up, and since the
 ///    window is added at run time it stops with `hw_error("vfio: DMA mapping
 ///    failed, unable to continue")` — L2's QEMU aborts.
+///
 /// Nothing in L1 can avoid it while L2 asks for a second window: the kernel
 /// never removes the default window from the platform on the VFIO path (only
 /// `enable_ddw`, for a host driver, does), and QEMU always keeps L2's 32-bit
