@@ -238,6 +238,20 @@ impl From<MemError> for VirtioError {
     }
 }
 
+impl VirtioError {
+    /// Whether the error leaves the device unusable (no completion in time,
+    /// a reset request, a used entry for a chain that was not submitted):
+    /// the driver refuses later requests.
+    pub fn fails_device(&self) -> bool {
+        matches!(
+            self,
+            VirtioError::Timeout { .. }
+                | VirtioError::NeedsReset { .. }
+                | VirtioError::BadUsed { .. }
+        )
+    }
+}
+
 /// Driver settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VirtioConfig {
@@ -842,6 +856,68 @@ pub fn setup_queue<P: Platform + ?Sized>(
     Ok(q)
 }
 
+/// Device initialisation (§3.1.1) around a driver's own `setup`: negotiate
+/// (`wanted`: the device-specific features the driver takes), choose the
+/// DMA mode for the PHB's default DMA window `window`, and run `setup`
+/// (queues, device configuration, `DRIVER_OK`) with the [`DmaBufs`] it
+/// allocates from, the transport, the settings, the accepted features and
+/// the DMA mode.  Returns the driver and the memory it allocated.  A device
+/// the driver gives up on is told so: FAILED when negotiation fails; reset
+/// (FAILED if it does not reset), its memory freed, when `setup` fails.
+pub fn bring_up<P: Platform + ?Sized, D>(
+    p: &mut P,
+    tces: &mut TceManager,
+    t: Transport,
+    window: Option<u32>,
+    cfg: VirtioConfig,
+    wanted: u64,
+    setup: impl FnOnce(
+        &mut P,
+        &mut TceManager,
+        &mut DmaBufs,
+        Transport,
+        VirtioConfig,
+        u64,
+        VirtioDma,
+    ) -> Result<D, VirtioError>,
+) -> Result<(D, DmaBufs), VirtioError> {
+    let negotiated = t
+        .negotiate(p, &cfg, wanted)
+        .and_then(|features| dma_for(features, window).map(|dma| (features, dma)));
+    let (features, dma) = match negotiated {
+        Ok(n) => n,
+        Err(e) => {
+            t.fail(p);
+            return Err(e);
+        }
+    };
+    let mut bufs = DmaBufs::default();
+    match setup(p, tces, &mut bufs, t, cfg, features, dma) {
+        Ok(d) => Ok((d, bufs)),
+        Err(e) => {
+            let _ = shutdown(p, tces, &t, &cfg, &mut bufs);
+            Err(e)
+        }
+    }
+}
+
+/// Reset the device so it stops using its rings (FAILED if it does not
+/// reset) and free `bufs`; returns the first error.
+pub fn shutdown<P: Platform + ?Sized>(
+    p: &mut P,
+    tces: &mut TceManager,
+    t: &Transport,
+    cfg: &VirtioConfig,
+    bufs: &mut DmaBufs,
+) -> Result<(), VirtioError> {
+    let r = t.reset(p, cfg);
+    if r.is_err() {
+        t.fail(p);
+    }
+    let f = bufs.release(p, tces);
+    r.and(f)
+}
+
 /// The DMA mode the negotiated features call for, given the PHB's default
 /// window.
 pub fn dma_for(features: u64, window: Option<u32>) -> Result<VirtioDma, VirtioError> {
@@ -884,6 +960,23 @@ pub fn data_bus<P: Platform + ?Sized>(
             Ok((phys.wrapping_add(offset), None))
         }
     }
+}
+
+/// Undo the mapping [`data_bus`] made, after the transfer whose result is
+/// `r`; a failed unmap is the result only when the transfer succeeded.
+pub fn unmap_data<P: Platform + ?Sized, T, E: From<VirtioError>>(
+    p: &mut P,
+    tces: &mut TceManager,
+    mapping: Option<Mapping>,
+    r: Result<T, E>,
+) -> Result<T, E> {
+    if let Some(m) = mapping {
+        let u = tces.unmap_mapping(p, &m);
+        if r.is_ok() {
+            u.map_err(VirtioError::from)?;
+        }
+    }
+    r
 }
 
 /// The default data path for a DMA mode.

@@ -12,8 +12,8 @@
 
 use super::block::{check_range, BlockDevice, BlockError};
 use super::virtio::{
-    data_bus, default_data_path, dma_for, setup_queue, DataPath, DmaBuf, DmaBufs, Segment,
-    Transport, VirtioConfig, VirtioDma, VirtioError, Virtqueue,
+    bring_up, data_bus, default_data_path, setup_queue, shutdown, unmap_data, DataPath, DmaBuf,
+    DmaBufs, Segment, Transport, VirtioConfig, VirtioDma, VirtioError, Virtqueue,
 };
 use crate::platform::Platform;
 use crate::tce::{Perm, TceManager};
@@ -83,35 +83,9 @@ impl VirtioBlk {
     ) -> Result<VirtioBlk, VirtioError> {
         let wanted =
             feature::SIZE_MAX | feature::SEG_MAX | feature::RO | feature::BLK_SIZE | feature::FLUSH;
-        // A device the driver gives up on is told so (FAILED, §3.1.1).
-        let features = match t.negotiate(p, &cfg, wanted) {
-            Ok(f) => f,
-            Err(e) => {
-                t.fail(p);
-                return Err(e);
-            }
-        };
-        let dma = match dma_for(features, window) {
-            Ok(d) => d,
-            Err(e) => {
-                t.fail(p);
-                return Err(e);
-            }
-        };
-        let mut bufs = DmaBufs::default();
-        match Self::setup(p, tces, &mut bufs, t, cfg, features, dma) {
-            Ok(mut d) => {
-                d.bufs = bufs;
-                Ok(d)
-            }
-            Err(e) => {
-                if t.reset(p, &cfg).is_err() {
-                    t.fail(p);
-                }
-                let _ = bufs.release(p, tces);
-                Err(e)
-            }
-        }
+        let (mut d, bufs) = bring_up(p, tces, t, window, cfg, wanted, Self::setup)?;
+        d.bufs = bufs;
+        Ok(d)
     }
 
     fn setup<P: Platform + ?Sized>(
@@ -225,19 +199,8 @@ impl VirtioBlk {
             _ => "virtio-blk request",
         };
         let r = self.vq.submit(p, &self.t, &self.cfg, &segs, what);
-        if let Some(m) = mapping {
-            let u = tces.unmap_mapping(p, &m);
-            if r.is_ok() {
-                u?;
-            }
-        }
-        if let Err(e) = r {
-            if matches!(
-                e,
-                VirtioError::Timeout { .. }
-                    | VirtioError::NeedsReset { .. }
-                    | VirtioError::BadUsed { .. }
-            ) {
+        if let Err(e) = unmap_data(p, tces, mapping, r) {
+            if e.fails_device() {
                 self.failed = true;
             }
             return Err(e);
@@ -303,12 +266,7 @@ impl VirtioBlk {
         p: &mut P,
         tces: &mut TceManager,
     ) -> Result<(), VirtioError> {
-        let r = self.t.reset(p, &self.cfg);
-        if r.is_err() {
-            self.t.fail(p);
-        }
-        let f = self.bufs.release(p, tces);
-        r.and(f)
+        shutdown(p, tces, &self.t, &self.cfg, &mut self.bufs)
     }
 }
 

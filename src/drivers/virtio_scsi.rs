@@ -20,8 +20,8 @@
 
 use super::block::{check_range, BlockDevice, BlockError};
 use super::virtio::{
-    data_bus, default_data_path, dma_for, setup_queue, DataPath, DmaBuf, DmaBufs, Segment,
-    Transport, VirtioConfig, VirtioDma, VirtioError, Virtqueue,
+    bring_up, data_bus, default_data_path, setup_queue, shutdown, unmap_data, DataPath, DmaBuf,
+    DmaBufs, Segment, Transport, VirtioConfig, VirtioDma, VirtioError, Virtqueue,
 };
 use crate::platform::Platform;
 use crate::tce::{Perm, TceManager};
@@ -260,35 +260,9 @@ impl VirtioScsi {
         window: Option<u32>,
         cfg: VirtioConfig,
     ) -> Result<VirtioScsi, VirtioError> {
-        // A device the driver gives up on is told so (FAILED, §3.1.1).
-        let features = match t.negotiate(p, &cfg, 0) {
-            Ok(f) => f,
-            Err(e) => {
-                t.fail(p);
-                return Err(e);
-            }
-        };
-        let dma = match dma_for(features, window) {
-            Ok(d) => d,
-            Err(e) => {
-                t.fail(p);
-                return Err(e);
-            }
-        };
-        let mut bufs = DmaBufs::default();
-        match Self::setup(p, tces, &mut bufs, t, cfg, features, dma) {
-            Ok(mut d) => {
-                d.bufs = bufs;
-                Ok(d)
-            }
-            Err(e) => {
-                if t.reset(p, &cfg).is_err() {
-                    t.fail(p);
-                }
-                let _ = bufs.release(p, tces);
-                Err(e)
-            }
-        }
+        let (mut d, bufs) = bring_up(p, tces, t, window, cfg, 0, Self::setup)?;
+        d.bufs = bufs;
+        Ok(d)
     }
 
     fn setup<P: Platform + ?Sized>(
@@ -399,40 +373,23 @@ impl VirtioScsi {
             len: r.len() as u32,
             device_writes: false,
         }];
+        let resp = Segment {
+            bus: self.resp.bus,
+            len: resp_len as u32,
+            device_writes: true,
+        };
+        // Request, data-out, response, data-in (§5.6.6.1).
         match data {
-            Some(d) if !d.device_writes => {
-                segs.push(d);
-                segs.push(Segment {
-                    bus: self.resp.bus,
-                    len: resp_len as u32,
-                    device_writes: true,
-                });
-            }
-            Some(d) => {
-                segs.push(Segment {
-                    bus: self.resp.bus,
-                    len: resp_len as u32,
-                    device_writes: true,
-                });
-                segs.push(d);
-            }
-            None => segs.push(Segment {
-                bus: self.resp.bus,
-                len: resp_len as u32,
-                device_writes: true,
-            }),
+            Some(d) if !d.device_writes => segs.extend([d, resp]),
+            Some(d) => segs.extend([resp, d]),
+            None => segs.push(resp),
         }
         self.commands += 1;
         if let Err(e) = self
             .vq
             .submit(p, &self.t, &self.cfg, &segs, "virtio-scsi command")
         {
-            if matches!(
-                e,
-                VirtioError::Timeout { .. }
-                    | VirtioError::NeedsReset { .. }
-                    | VirtioError::BadUsed { .. }
-            ) {
+            if e.fails_device() {
                 self.failed = true;
             }
             return Err(e.into());
@@ -730,13 +687,7 @@ impl VirtioScsi {
                 device_writes: !write,
             };
             let r = self.command_retry(p, l.target, l.lun, &cdb, Some(seg));
-            if let Some(m) = m {
-                let u = tces.unmap_mapping(p, &m);
-                if r.is_ok() {
-                    u.map_err(VirtioError::from)?;
-                }
-            }
-            let o = r?;
+            let o = unmap_data(p, tces, m, r)?;
             if o.resid != 0 {
                 return Err(ScsiError::BadData("short transfer").into());
             }
@@ -751,12 +702,7 @@ impl VirtioScsi {
         p: &mut P,
         tces: &mut TceManager,
     ) -> Result<(), VirtioError> {
-        let r = self.t.reset(p, &self.cfg);
-        if r.is_err() {
-            self.t.fail(p);
-        }
-        let f = self.bufs.release(p, tces);
-        r.and(f)
+        shutdown(p, tces, &self.t, &self.cfg, &mut self.bufs)
     }
 }
 
