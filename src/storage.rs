@@ -565,27 +565,12 @@ impl Storage {
             .get_mut(d.controller)
             .ok_or(BlockError::NoMemory)?;
         let phys = b.phys;
-        fn go<D: BlockDevice, P: Platform + ?Sized>(
-            dev: &mut D,
-            p: &mut P,
-            tces: &mut TceManager,
-            write: bool,
-            lba: u64,
-            count: u64,
-            phys: u64,
-        ) -> Result<(), BlockError> {
-            if write {
-                dev.write_blocks(p, tces, lba, count, phys)
-            } else {
-                dev.read_blocks(p, tces, lba, count, phys)
-            }
-        }
         match (ctrl, kind) {
-            (Controller::Nvme(n), _) => go(n, p, tces, write, lba, count, phys)?,
-            (Controller::VirtioBlk(v), _) => go(v, p, tces, write, lba, count, phys)?,
+            (Controller::Nvme(n), _) => n.rw_blocks(p, tces, write, lba, count, phys)?,
+            (Controller::VirtioBlk(v), _) => v.rw_blocks(p, tces, write, lba, count, phys)?,
             (Controller::VirtioScsi(s), DiskKind::Scsi { index, .. }) => {
                 let mut dev = s.disk(index).ok_or(BlockError::NoMemory)?;
-                go(&mut dev, p, tces, write, lba, count, phys)?
+                dev.rw_blocks(p, tces, write, lba, count, phys)?
             }
             _ => return Err(BlockError::NoMemory),
         }

@@ -78,6 +78,27 @@ pub fn check_range(lba: u64, count: u64, blocks: u64) -> Result<(), BlockError> 
     }
 }
 
+/// Run a transfer of `count` blocks of `block_size` bytes at `lba`, buffer
+/// at `addr`, in pieces of at most `per` blocks: `piece(lba, blocks, addr)`
+/// for each in order, up to the first error.
+pub fn in_pieces<E>(
+    lba: u64,
+    count: u64,
+    addr: u64,
+    block_size: u64,
+    per: u64,
+    mut piece: impl FnMut(u64, u64, u64) -> Result<(), E>,
+) -> Result<(), E> {
+    let per = per.max(1);
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(per);
+        piece(lba + done, n, addr.wrapping_add(done * block_size))?;
+        done += n;
+    }
+    Ok(())
+}
+
 /// A device of logical blocks.
 pub trait BlockDevice {
     /// Bytes per logical block (a power of two, 512–65536).
@@ -91,6 +112,37 @@ pub trait BlockDevice {
     fn read_only(&self) -> bool {
         false
     }
+    /// Move `count` blocks between the device at `lba` and firmware memory
+    /// at `phys` (`write`: to the device).  The request lies within the
+    /// device and, for a write, the device is writable: see
+    /// [`rw_blocks`](Self::rw_blocks).
+    fn transfer_blocks<P: Platform + ?Sized>(
+        &mut self,
+        p: &mut P,
+        tces: &mut TceManager,
+        write: bool,
+        lba: u64,
+        count: u64,
+        phys: u64,
+    ) -> Result<(), BlockError>;
+    /// Read (`write` false) or write `count` blocks at `lba`, firmware memory
+    /// at `phys`, once the request is checked: within the device, and a
+    /// write only to a writable device.
+    fn rw_blocks<P: Platform + ?Sized>(
+        &mut self,
+        p: &mut P,
+        tces: &mut TceManager,
+        write: bool,
+        lba: u64,
+        count: u64,
+        phys: u64,
+    ) -> Result<(), BlockError> {
+        check_range(lba, count, self.blocks())?;
+        if write && self.read_only() {
+            return Err(BlockError::ReadOnly);
+        }
+        self.transfer_blocks(p, tces, write, lba, count, phys)
+    }
     /// Read `count` blocks from `lba` into firmware memory at `phys`.
     fn read_blocks<P: Platform + ?Sized>(
         &mut self,
@@ -99,7 +151,9 @@ pub trait BlockDevice {
         lba: u64,
         count: u64,
         phys: u64,
-    ) -> Result<(), BlockError>;
+    ) -> Result<(), BlockError> {
+        self.rw_blocks(p, tces, false, lba, count, phys)
+    }
     /// Write `count` blocks at `lba` from firmware memory at `phys`.
     fn write_blocks<P: Platform + ?Sized>(
         &mut self,
@@ -108,7 +162,9 @@ pub trait BlockDevice {
         lba: u64,
         count: u64,
         phys: u64,
-    ) -> Result<(), BlockError>;
+    ) -> Result<(), BlockError> {
+        self.rw_blocks(p, tces, true, lba, count, phys)
+    }
 }
 
 impl BlockDevice for Nvme {
@@ -121,26 +177,20 @@ impl BlockDevice for Nvme {
     fn max_blocks(&self) -> u64 {
         self.max_blocks_per_command()
     }
-    fn read_blocks<P: Platform + ?Sized>(
+    fn transfer_blocks<P: Platform + ?Sized>(
         &mut self,
         p: &mut P,
         tces: &mut TceManager,
+        write: bool,
         lba: u64,
         count: u64,
         phys: u64,
     ) -> Result<(), BlockError> {
-        check_range(lba, count, self.capacity())?;
-        Nvme::read_blocks(self, p, tces, lba, count, phys).map_err(BlockError::from)
-    }
-    fn write_blocks<P: Platform + ?Sized>(
-        &mut self,
-        p: &mut P,
-        tces: &mut TceManager,
-        lba: u64,
-        count: u64,
-        phys: u64,
-    ) -> Result<(), BlockError> {
-        check_range(lba, count, self.capacity())?;
-        Nvme::write_blocks(self, p, tces, lba, count, phys).map_err(BlockError::from)
+        let r = if write {
+            Nvme::write_blocks(self, p, tces, lba, count, phys)
+        } else {
+            Nvme::read_blocks(self, p, tces, lba, count, phys)
+        };
+        r.map_err(BlockError::from)
     }
 }

@@ -25,6 +25,7 @@
 //!   status marks the controller failed (later commands are refused), and
 //!   [`Nvme::shutdown`] still disables it and returns its memory.
 
+use super::block::in_pieces;
 use crate::memory::MemError;
 use crate::mmio::{Mmio, MmioError};
 use crate::platform::Platform;
@@ -899,17 +900,9 @@ impl Nvme {
             }
         };
         let per = self.max_blocks_per_command();
-        let mut done = 0u64;
-        let mut r = Ok(());
-        while done < count {
-            let n = (count - done).min(per);
-            let at = bus.wrapping_add(done * bs);
-            r = self.rw(p, opcode, lba + done, n, at, n * bs);
-            if r.is_err() {
-                break;
-            }
-            done += n;
-        }
+        let r = in_pieces(lba, count, bus, bs, per, |lba, n, at| {
+            self.rw(p, opcode, lba, n, at, n * bs)
+        });
         if let Some(m) = mapping {
             let u = tces.unmap_mapping(p, &m);
             if r.is_ok() {

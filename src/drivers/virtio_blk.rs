@@ -10,7 +10,7 @@
 //! driver presents the logical block size and converts.  Header and status
 //! live on their own pages with the least permission (read / write).
 
-use super::block::{check_range, BlockDevice, BlockError};
+use super::block::{in_pieces, BlockDevice, BlockError};
 use super::virtio::{
     bring_up, data_bus, default_data_path, setup_queue, shutdown, unmap_data, DataPath, DmaBuf,
     DmaBufs, Segment, Transport, VirtioConfig, VirtioDma, VirtioError, Virtqueue,
@@ -216,38 +216,6 @@ impl VirtioBlk {
         }
     }
 
-    fn transfer<P: Platform + ?Sized>(
-        &mut self,
-        p: &mut P,
-        tces: &mut TceManager,
-        write: bool,
-        lba: u64,
-        count: u64,
-        phys: u64,
-    ) -> Result<(), BlockError> {
-        check_range(lba, count, self.blocks())?;
-        if write && self.read_only() {
-            return Err(BlockError::ReadOnly);
-        }
-        let bs = self.block_size as u64;
-        let per = self.max_blocks();
-        let spb = bs / SECTOR;
-        let mut done = 0;
-        while done < count {
-            let n = (count - done).min(per);
-            let ty = if write { req::OUT } else { req::IN };
-            self.request(
-                p,
-                tces,
-                ty,
-                (lba + done) * spb,
-                Some((phys + done * bs, n * bs)),
-            )?;
-            done += n;
-        }
-        Ok(())
-    }
-
     /// Flush the volatile write cache (when the device has one).
     pub fn flush<P: Platform + ?Sized>(
         &mut self,
@@ -283,24 +251,21 @@ impl BlockDevice for VirtioBlk {
     fn read_only(&self) -> bool {
         self.features & feature::RO != 0
     }
-    fn read_blocks<P: Platform + ?Sized>(
+    fn transfer_blocks<P: Platform + ?Sized>(
         &mut self,
         p: &mut P,
         tces: &mut TceManager,
+        write: bool,
         lba: u64,
         count: u64,
         phys: u64,
     ) -> Result<(), BlockError> {
-        self.transfer(p, tces, false, lba, count, phys)
-    }
-    fn write_blocks<P: Platform + ?Sized>(
-        &mut self,
-        p: &mut P,
-        tces: &mut TceManager,
-        lba: u64,
-        count: u64,
-        phys: u64,
-    ) -> Result<(), BlockError> {
-        self.transfer(p, tces, true, lba, count, phys)
+        let bs = self.block_size as u64;
+        let spb = bs / SECTOR;
+        let ty = if write { req::OUT } else { req::IN };
+        in_pieces(lba, count, phys, bs, self.max_blocks(), |lba, n, buf| {
+            self.request(p, tces, ty, lba * spb, Some((buf, n * bs)))
+                .map_err(BlockError::from)
+        })
     }
 }

@@ -18,7 +18,7 @@
 //! (type 0) and CD/DVD (type 5) units with a medium become [`ScsiLun`]s.
 //! A UNIT ATTENTION (the reset QEMU reports first) is retried.
 
-use super::block::{check_range, BlockDevice, BlockError};
+use super::block::{in_pieces, BlockDevice, BlockError};
 use super::virtio::{
     bring_up, data_bus, default_data_path, setup_queue, shutdown, unmap_data, DataPath, DmaBuf,
     DmaBufs, Segment, Transport, VirtioConfig, VirtioDma, VirtioError, Virtqueue,
@@ -655,16 +655,9 @@ impl VirtioScsi {
                 count,
                 blocks: 0,
             })?;
-        check_range(lba, count, l.blocks)?;
-        if write && l.peripheral == peripheral::CDROM {
-            return Err(BlockError::ReadOnly);
-        }
         let bs = l.block_size as u64;
         let per = (self.max_bytes / bs).clamp(1, 0xffff);
-        let mut done = 0;
-        while done < count {
-            let n = (count - done).min(per);
-            let at = lba + done;
+        in_pieces(lba, count, phys, bs, per, |at, n, buf| {
             let cdb: Vec<u8> = if at + n <= u32::MAX as u64 {
                 let mut c = alloc::vec![0u8; 10];
                 c[0] = if write { op::WRITE_10 } else { op::READ_10 };
@@ -679,7 +672,6 @@ impl VirtioScsi {
                 c
             };
             let len = n * bs;
-            let buf = phys + done * bs;
             let (bus, m) = data_bus(p, tces, self.data, buf, len, !write)?;
             let seg = Segment {
                 bus,
@@ -691,9 +683,8 @@ impl VirtioScsi {
             if o.resid != 0 {
                 return Err(ScsiError::BadData("short transfer").into());
             }
-            done += n;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Reset the adapter and free its memory.
@@ -742,24 +733,15 @@ impl BlockDevice for ScsiDisk<'_> {
     fn read_only(&self) -> bool {
         self.lun().peripheral == peripheral::CDROM
     }
-    fn read_blocks<P: Platform + ?Sized>(
+    fn transfer_blocks<P: Platform + ?Sized>(
         &mut self,
         p: &mut P,
         tces: &mut TceManager,
+        write: bool,
         lba: u64,
         count: u64,
         phys: u64,
     ) -> Result<(), BlockError> {
-        self.ctrl.rw(p, tces, self.index, false, lba, count, phys)
-    }
-    fn write_blocks<P: Platform + ?Sized>(
-        &mut self,
-        p: &mut P,
-        tces: &mut TceManager,
-        lba: u64,
-        count: u64,
-        phys: u64,
-    ) -> Result<(), BlockError> {
-        self.ctrl.rw(p, tces, self.index, true, lba, count, phys)
+        self.ctrl.rw(p, tces, self.index, write, lba, count, phys)
     }
 }
