@@ -118,6 +118,30 @@ struct Bounce {
     map: Option<Mapping>,
 }
 
+/// What one bounce-buffer transfer of a byte range covers: blocks
+/// `lba..lba + blocks`, of which bytes `skip..skip + n` are the range's.
+struct Piece {
+    lba: u64,
+    blocks: u64,
+    skip: u64,
+    n: u64,
+}
+
+impl Piece {
+    /// The piece at byte `pos` with `left` bytes to go, on a disk of `bs`
+    /// byte blocks, at most `chunk` blocks at once.
+    fn at(pos: u64, left: u64, bs: u64, chunk: u64) -> Piece {
+        let skip = pos % bs;
+        let blocks = (skip + left).div_ceil(bs).min(chunk);
+        Piece {
+            lba: pos / bs,
+            blocks,
+            skip,
+            n: (blocks * bs - skip).min(left),
+        }
+    }
+}
+
 /// The storage controllers and their disks.
 #[derive(Default)]
 pub struct Storage {
@@ -150,6 +174,14 @@ fn size_text(bytes: u64) -> String {
         format!("{} GiB", bytes >> 30)
     } else {
         format!("{} MiB", bytes >> 20)
+    }
+}
+
+/// How a virtio device reaches memory, for messages.
+fn dma_text(dma: VirtioDma) -> &'static str {
+    match dma {
+        VirtioDma::Physical => "guest-physical DMA",
+        VirtioDma::Map { .. } => "DMA through TCEs",
     }
 }
 
@@ -251,6 +283,30 @@ impl Storage {
         })
     }
 
+    /// A bounce buffer for a virtio device that reaches memory as `dma` says
+    /// (mapped through the window with ACCESS_PLATFORM, guest-physical
+    /// without), and the data path to it.
+    fn virtio_bounce<P: Platform + ?Sized>(
+        p: &mut P,
+        tces: &mut TceManager,
+        dma: VirtioDma,
+    ) -> Result<(Bounce, DataPath), String> {
+        let window = match dma {
+            VirtioDma::Physical => None,
+            VirtioDma::Map { liobn } => Some(liobn),
+        };
+        let b = Self::bounce(p, tces, window)?;
+        let data = match b.map {
+            Some(m) => DataPath::Direct {
+                offset: m.ioba.wrapping_sub(b.phys),
+                start: b.phys,
+                end: b.phys + b.size,
+            },
+            None => DataPath::Physical,
+        };
+        Ok((b, data))
+    }
+
     fn free_bounce<P: Platform + ?Sized>(p: &mut P, tces: &mut TceManager, b: &Bounce) {
         match &b.map {
             Some(m) => {
@@ -321,34 +377,17 @@ impl Storage {
         let caps = virtio::read_caps(p, cfg, buid, bdf).map_err(|e| e.to_string())?;
         let t = Transport::new(&caps, bar).map_err(|e| e.to_string())?;
         let index = self.controllers.len();
-        // The bounce buffer follows the device's DMA mode.
-        let direct = |b: &Bounce| match b.map {
-            Some(m) => DataPath::Direct {
-                offset: m.ioba.wrapping_sub(b.phys),
-                start: b.phys,
-                end: b.phys + b.size,
-            },
-            None => DataPath::Physical,
-        };
-        let window_of = |dma: VirtioDma| match dma {
-            VirtioDma::Physical => None,
-            VirtioDma::Map { liobn } => Some(liobn),
-        };
         if vtype == Some(virtio::device_type::BLOCK) {
             let mut d = VirtioBlk::init(p, tces, t, liobn, pc.virtio).map_err(|e| e.to_string())?;
-            let b = match Self::bounce(p, tces, window_of(d.dma())) {
+            let (b, data) = match Self::virtio_bounce(p, tces, d.dma()) {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = d.shutdown(p, tces);
                     return Err(e);
                 }
             };
-            d.set_data_path(direct(&b));
-            let iommu = if d.dma() == VirtioDma::Physical {
-                "guest-physical DMA"
-            } else {
-                "DMA through TCEs"
-            };
+            d.set_data_path(data);
+            let iommu = dma_text(d.dma());
             self.disks.push(Disk {
                 controller: index,
                 kind: DiskKind::VirtioBlk,
@@ -363,23 +402,19 @@ impl Storage {
         } else {
             let mut s =
                 VirtioScsi::init(p, tces, t, liobn, pc.virtio).map_err(|e| e.to_string())?;
-            let b = match Self::bounce(p, tces, window_of(s.dma())) {
+            let (b, data) = match Self::virtio_bounce(p, tces, s.dma()) {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = s.shutdown(p, tces);
                     return Err(e);
                 }
             };
-            s.set_data_path(direct(&b));
+            s.set_data_path(data);
             for n in s.scan(p) {
                 self.lines
                     .push(format!("storage: {path}: virtio-scsi: {n}"));
             }
-            let iommu = if s.dma() == VirtioDma::Physical {
-                "guest-physical DMA"
-            } else {
-                "DMA through TCEs"
-            };
+            let iommu = dma_text(s.dma());
             for (i, l) in s.luns.iter().enumerate() {
                 self.disks.push(Disk {
                     controller: index,
@@ -609,14 +644,10 @@ impl Storage {
         let chunk = self.chunk_blocks(disk);
         let mut done = 0u64;
         while done < len {
-            let pos = offset + done;
-            let lba = pos / bs;
-            let skip = pos % bs;
-            let want_blocks = (skip + (len - done)).div_ceil(bs).min(chunk);
-            let bounce = self.blocks_io(p, tces, disk, false, lba, want_blocks)?;
-            let n = (want_blocks * bs - skip).min(len - done);
-            sink(p, bounce + skip, n, done)?;
-            done += n;
+            let c = Piece::at(offset + done, len - done, bs, chunk);
+            let bounce = self.blocks_io(p, tces, disk, false, c.lba, c.blocks)?;
+            sink(p, bounce + c.skip, c.n, done)?;
+            done += c.n;
         }
         Ok(len)
     }
@@ -663,21 +694,17 @@ impl Storage {
         let mut tmp = Vec::new();
         let mut done = 0u64;
         while done < len {
-            let pos = offset + done;
-            let lba = pos / bs;
-            let skip = pos % bs;
-            let blocks = (skip + (len - done)).div_ceil(bs).min(chunk);
-            let n = (blocks * bs - skip).min(len - done);
-            let partial = skip != 0 || !n.is_multiple_of(bs);
+            let c = Piece::at(offset + done, len - done, bs, chunk);
+            let partial = c.skip != 0 || !c.n.is_multiple_of(bs);
             if partial {
-                self.blocks_io(p, tces, disk, false, lba, blocks)?;
+                self.blocks_io(p, tces, disk, false, c.lba, c.blocks)?;
             }
-            tmp.resize(n as usize, 0);
+            tmp.resize(c.n as usize, 0);
             p.read(src + done, &mut tmp)
-                .and_then(|_| p.write(bounce + skip, &tmp))
+                .and_then(|_| p.write(bounce + c.skip, &tmp))
                 .map_err(|_| BlockError::NoMemory)?;
-            self.blocks_io(p, tces, disk, true, lba, blocks)?;
-            done += n;
+            self.blocks_io(p, tces, disk, true, c.lba, c.blocks)?;
+            done += c.n;
         }
         Ok(len)
     }
