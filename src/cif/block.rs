@@ -23,6 +23,7 @@
 use super::instance::{Instance, Kind};
 use super::ERR;
 use crate::disklabel;
+use crate::drivers::block::BlockError;
 use crate::firmware::Firmware;
 use crate::platform::Platform;
 use crate::storage::DiskReader;
@@ -142,21 +143,10 @@ impl Firmware {
         if !self.client_writable(addr as u64, n) {
             return ERR;
         }
-        match self
+        let r = self
             .storage
-            .read_to(p, &mut self.tce, disk, base + pos, addr as u64, n)
-        {
-            Ok(got) => {
-                if let Some(i) = self.client.instances.get_mut(ih) {
-                    i.position = pos + got;
-                }
-                got as u32
-            }
-            Err(e) => {
-                log::warn!("papr-fw: disk read at {:#x}: {e}", base + pos);
-                ERR
-            }
-        }
+            .read_to(p, &mut self.tce, disk, base + pos, addr as u64, n);
+        self.block_moved(ih, pos, r, "read", base + pos)
     }
 
     /// `write(ihandle, addr, len)` on a block instance: the bytes written.
@@ -174,18 +164,32 @@ impl Firmware {
         if n == 0 {
             return 0;
         }
-        match self
+        let r = self
             .storage
-            .write_from(p, &mut self.tce, disk, base + pos, addr as u64, n)
-        {
-            Ok(done) => {
+            .write_from(p, &mut self.tce, disk, base + pos, addr as u64, n);
+        self.block_moved(ih, pos, r, "write", base + pos)
+    }
+
+    /// The answer to a `read` or `write` (`what`) of instance `ih` from
+    /// position `pos` (disk byte `at`): the bytes moved, the position
+    /// advanced past them; -1, logged, on a device error.
+    fn block_moved(
+        &mut self,
+        ih: u32,
+        pos: u64,
+        r: Result<u64, BlockError>,
+        what: &str,
+        at: u64,
+    ) -> u32 {
+        match r {
+            Ok(moved) => {
                 if let Some(i) = self.client.instances.get_mut(ih) {
-                    i.position = pos + done;
+                    i.position = pos + moved;
                 }
-                done as u32
+                moved as u32
             }
             Err(e) => {
-                log::warn!("papr-fw: disk write at {:#x}: {e}", base + pos);
+                log::warn!("papr-fw: disk {what} at {at:#x}: {e}");
                 ERR
             }
         }
