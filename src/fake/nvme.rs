@@ -170,6 +170,22 @@ fn le64(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
 
+/// The status a Create I/O Completion or Submission Queue command with valid
+/// queue IDs gets for its size (`qsize`, 0's based), PRP1 and CDW11 (bit 0:
+/// physically contiguous, required); None when they are fine.
+fn new_queue_fault(qsize: u16, prp1: u64, cdw11: u32) -> Option<u16> {
+    if qsize == 0 || qsize > MQES {
+        return Some(status::MAX_QSIZE_EXCEEDED | status::DNR);
+    }
+    if prp1 & (PAGE - 1) != 0 {
+        return Some(status::INVALID_PRP_OFFSET | status::DNR);
+    }
+    if cdw11 & 1 == 0 {
+        return Some(status::INVALID_FIELD | status::DNR);
+    }
+    None
+}
+
 impl FakeNvme {
     /// A controller whose namespace 1 has `blocks` blocks of `block_size`.
     pub fn new(blocks: u64, block_size: u32) -> Self {
@@ -625,14 +641,8 @@ impl FakeNvme {
                 if qid == 0 || qid > MAX_IOQPAIRS || self.cqs.contains_key(&qid) {
                     return (status::INVALID_QID | status::DNR, 0);
                 }
-                if qsize == 0 || qsize > MQES {
-                    return (status::MAX_QSIZE_EXCEEDED | status::DNR, 0);
-                }
-                if prp1 & (PAGE - 1) != 0 {
-                    return (status::INVALID_PRP_OFFSET | status::DNR, 0);
-                }
-                if cdw11 & 1 == 0 {
-                    return (status::INVALID_FIELD | status::DNR, 0);
+                if let Some(st) = new_queue_fault(qsize, prp1, cdw11) {
+                    return (st, 0);
                 }
                 self.cqs.insert(
                     qid,
@@ -656,14 +666,8 @@ impl FakeNvme {
                 if cqid == 0 || !self.cqs.contains_key(&cqid) {
                     return (status::INVALID_CQID | status::DNR, 0);
                 }
-                if qsize == 0 || qsize > MQES {
-                    return (status::MAX_QSIZE_EXCEEDED | status::DNR, 0);
-                }
-                if prp1 & (PAGE - 1) != 0 {
-                    return (status::INVALID_PRP_OFFSET | status::DNR, 0);
-                }
-                if cdw11 & 1 == 0 {
-                    return (status::INVALID_FIELD | status::DNR, 0);
+                if let Some(st) = new_queue_fault(qsize, prp1, cdw11) {
+                    return (st, 0);
                 }
                 self.sqs.insert(
                     qid,
