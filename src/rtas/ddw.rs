@@ -790,8 +790,9 @@ impl Ddw {
         Ok(i)
     }
 
-    /// The status of the next injected fault for `call`, if any.
-    fn inject(&mut self, call: DdwCall) -> Option<i32> {
+    /// The status of the next injected fault for `call`, if any; the report
+    /// then says the answer was injected.
+    fn inject(&mut self, call: DdwCall, rep: &mut Report) -> Option<i32> {
         let f = self
             .faults
             .iter_mut()
@@ -799,6 +800,7 @@ impl Ddw {
         if let Some(n) = &mut f.remaining {
             *n -= 1;
         }
+        rep.answer = Answer::Injected;
         Some(f.status)
     }
 
@@ -857,8 +859,7 @@ impl Ddw {
             Ok(i) => i,
             Err(why) => return rep.refuse(status::PARAMETER_ERROR, why),
         };
-        if let Some(st) = self.inject(DdwCall::Query) {
-            rep.answer = Answer::Injected;
+        if let Some(st) = self.inject(DdwCall::Query, rep) {
             return st;
         }
         let n = rets.len();
@@ -914,8 +915,7 @@ impl Ddw {
             Ok(i) => i,
             Err(why) => return rep.refuse(PARAM, why),
         };
-        if let Some(st) = self.inject(DdwCall::Create) {
-            rep.answer = Answer::Injected;
+        if let Some(st) = self.inject(DdwCall::Create, rep) {
             return st;
         }
         let (ps, ws) = (args[3], args[4]);
@@ -1039,8 +1039,7 @@ impl Ddw {
                 "LIOBN is not an active window of a known PE",
             );
         };
-        if let Some(st) = self.inject(DdwCall::Remove) {
-            rep.answer = Answer::Injected;
+        if let Some(st) = self.inject(DdwCall::Remove, rep) {
             return st;
         }
         let st = forward(
@@ -1113,8 +1112,7 @@ impl Ddw {
                 )
             }
         };
-        if let Some(st) = self.inject(DdwCall::Reset) {
-            rep.answer = Answer::Injected;
+        if let Some(st) = self.inject(DdwCall::Reset, rep) {
             return st;
         }
         let st = forward(p, block, token, DdwCall::Reset, &args[..3], rets, rep);
