@@ -326,24 +326,7 @@ mod tests {
             "no result cells: none written"
         );
         // A DMA-window call whose H_RTAS fails: -1 and the model unchanged.
-        use crate::rtas::ddw::{DdwPlatform, DdwTokens, DefaultWindow, PeConfig};
-        use crate::rtas::policy::DdwPolicy;
-        let ddw = DdwConfig {
-            platform: DdwPlatform {
-                tokens: DdwTokens::QEMU,
-                pes: alloc::vec![PeConfig {
-                    buid: 0x0800_0000_2000_0000,
-                    default_window: DefaultWindow {
-                        liobn: 0x8000_0000,
-                        bus_addr: 0,
-                        size: 1 << 30
-                    },
-                    config_addrs: None,
-                    dma64_addr: None,
-                }],
-            },
-            policy: DdwPolicy::default(),
-        };
+        let ddw = one_phb_ddw(crate::rtas::policy::DdwPolicy::default());
         let mut rt = Runtime::new(RuntimeConfig {
             ddw: ddw.encode(),
             ..Default::default()
@@ -362,6 +345,28 @@ mod tests {
             0,
             "the next create works"
         );
+    }
+
+    /// The DMA-window model of QEMU's tokens and one PHB, QEMU's first, with
+    /// its 1 GiB default window at bus address 0.
+    fn one_phb_ddw(policy: crate::rtas::policy::DdwPolicy) -> DdwConfig {
+        use crate::rtas::ddw::{DdwPlatform, DdwTokens, DefaultWindow, PeConfig};
+        DdwConfig {
+            platform: DdwPlatform {
+                tokens: DdwTokens::QEMU,
+                pes: alloc::vec![PeConfig {
+                    buid: 0x0800_0000_2000_0000,
+                    default_window: DefaultWindow {
+                        liobn: 0x8000_0000,
+                        bus_addr: 0,
+                        size: 1 << 30
+                    },
+                    config_addrs: None,
+                    dma64_addr: None,
+                }],
+            },
+            policy,
+        }
     }
 
     fn os_call(
@@ -387,27 +392,11 @@ mod tests {
 
     #[test]
     fn dma_window_calls_go_through_the_model() {
-        use crate::rtas::ddw::{DdwPlatform, DdwTokens, DefaultWindow, PeConfig};
         use crate::rtas::policy::DdwPolicy;
         let mut p = FakePlatform::new(1 << 20);
         let mut policy = DdwPolicy::default();
         policy.parse_option("ddw-max-windows", "1").unwrap();
-        let ddw = DdwConfig {
-            platform: DdwPlatform {
-                tokens: DdwTokens::QEMU,
-                pes: alloc::vec![PeConfig {
-                    buid: 0x0800_0000_2000_0000,
-                    default_window: DefaultWindow {
-                        liobn: 0x8000_0000,
-                        bus_addr: 0,
-                        size: 1 << 30
-                    },
-                    config_addrs: None,
-                    dma64_addr: None,
-                }],
-            },
-            policy,
-        };
+        let ddw = one_phb_ddw(policy);
         let mut rt = Runtime::new(RuntimeConfig {
             vtermno: 0x7100_0000,
             trace: true,
