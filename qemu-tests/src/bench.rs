@@ -13,7 +13,7 @@
 //! And papr-fw's own start-up time, entry to hand-over to the client, which
 //! it measures with the timebase and prints (`papr-fw: handing over after N us`).
 
-use crate::guest::{self, Disk, GuestImage};
+use crate::guest::{self, Disk, GuestImage, Kernel};
 use crate::qemu::{Firmware, Machine};
 use std::time::Duration;
 
@@ -102,6 +102,35 @@ fn measure(m: &mut Machine, fw: Fw, step: Duration) -> Result<Milestones, String
         None
     };
     let first_printk = m.expect(MARK_FIRST_PRINTK, step).map_err(e)?;
+    let end = guest_end(m, step)?;
+    let handover = handover_time(&end.log);
+    if fw == Fw::PaprFw && handover.is_none() {
+        return Err(format!("no {MARK_HANDOVER:?} line\n{}", end.log));
+    }
+    Ok(Milestones {
+        prom_init,
+        first_printk,
+        init: end.init,
+        poweroff: end.poweroff,
+        handover,
+    })
+}
+
+/// The end of a guest's boot, from QEMU's start.
+#[derive(Clone, Debug)]
+pub struct GuestEnd {
+    /// The guest's /init ([`guest::MARK_INIT`]).
+    pub init: Duration,
+    /// QEMU's exit after the guest's power-off.
+    pub poweroff: Duration,
+    /// The console.
+    pub log: String,
+}
+
+/// Wait (each step at most `step`) for the guest's /init, its power-off and
+/// QEMU's exit with 0; the guest's verdict must be PASS.
+pub fn guest_end(m: &mut Machine, step: Duration) -> Result<GuestEnd, String> {
+    let e = |f: crate::qemu::Failure| f.to_string();
     let init = m.expect(guest::MARK_INIT, step).map_err(e)?;
     m.expect(guest::MARK_POWEROFF, step).map_err(e)?;
     match m.expect_exit(step).map_err(e)? {
@@ -114,16 +143,10 @@ fn measure(m: &mut Machine, fw: Fw, step: Duration) -> Result<Milestones, String
     if !report.pass {
         return Err(format!("guest verdict not PASS: {:?}\n{log}", report.fail));
     }
-    let handover = handover_time(&log);
-    if fw == Fw::PaprFw && handover.is_none() {
-        return Err(format!("no {MARK_HANDOVER:?} line\n{log}"));
-    }
-    Ok(Milestones {
-        prom_init,
-        first_printk,
+    Ok(GuestEnd {
         init,
         poweroff,
-        handover,
+        log,
     })
 }
 
@@ -143,6 +166,65 @@ pub fn median(values: &[Duration]) -> Option<Duration> {
         0 => None,
         _ if !n.is_multiple_of(2) => Some(v[n / 2]),
         _ => Some((v[n / 2 - 1] + v[n / 2]) / 2),
+    }
+}
+
+/// The median of `get` over `runs`.
+pub fn median_of<T>(runs: &[T], get: impl Fn(&T) -> Duration) -> Option<Duration> {
+    median(&runs.iter().map(get).collect::<Vec<_>>())
+}
+
+/// The command line of a benchmark program, read an option at a time: a
+/// missing or bad value prints the program's `usage` (which exits).
+pub struct Args {
+    args: std::iter::Skip<std::env::Args>,
+    usage: fn() -> !,
+}
+
+impl Args {
+    pub fn new(usage: fn() -> !) -> Args {
+        Args {
+            args: std::env::args().skip(1),
+            usage,
+        }
+    }
+
+    /// The value of the option just read.
+    pub fn value(&mut self) -> String {
+        self.args.next().unwrap_or_else(|| (self.usage)())
+    }
+
+    /// `--runs N`: at least 1.
+    pub fn runs(&mut self) -> usize {
+        let usage = self.usage;
+        self.value()
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .unwrap_or_else(|| usage())
+    }
+
+    /// `--kernel K` ([`Kernel::from_label`]).
+    pub fn kernel(&mut self) -> Kernel {
+        let usage = self.usage;
+        Kernel::from_label(&self.value()).unwrap_or_else(|| usage())
+    }
+
+    /// A comma-separated list, each item read by `item`.
+    pub fn list<T>(&mut self, item: impl Fn(&str) -> Option<T>) -> Vec<T> {
+        let usage = self.usage;
+        self.value()
+            .split(',')
+            .map(|s| item(s.trim()).unwrap_or_else(|| usage()))
+            .collect()
+    }
+}
+
+impl Iterator for Args {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        self.args.next()
     }
 }
 

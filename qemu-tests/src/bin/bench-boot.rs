@@ -23,30 +23,18 @@ fn usage() -> ! {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = bench::Args::new(usage);
     let mut runs = 5usize;
     let mut kernel = Kernel::V6_12;
     let mut fws = Fw::ALL.to_vec();
     let mut append = String::new();
     let mut qemu_args = Vec::new();
     while let Some(a) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
-            "--runs" => {
-                runs = value()
-                    .parse()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .unwrap_or_else(|| usage())
-            }
-            "--kernel" => kernel = Kernel::from_label(&value()).unwrap_or_else(|| usage()),
-            "--firmwares" => {
-                fws = value()
-                    .split(',')
-                    .map(|s| Fw::from_label(s.trim()).unwrap_or_else(|| usage()))
-                    .collect()
-            }
-            "--append" => append = value(),
+            "--runs" => runs = args.runs(),
+            "--kernel" => kernel = args.kernel(),
+            "--firmwares" => fws = args.list(Fw::from_label),
+            "--append" => append = args.value(),
             "--" => {
                 qemu_args.extend(args.by_ref());
             }

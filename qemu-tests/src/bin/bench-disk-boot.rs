@@ -16,7 +16,7 @@
 use qemu_tests::bench::{self, MARK_FIRST_PRINTK};
 use qemu_tests::guest::grub::{self, Bus};
 use qemu_tests::guest::{self, Disk, Kernel};
-use qemu_tests::qemu::{Config, Firmware, QemuBin};
+use qemu_tests::qemu::{Config, QemuBin};
 use std::time::Duration;
 
 fn usage() -> ! {
@@ -65,13 +65,8 @@ fn run_once(g: &grub::GrubDisk, s: Setup, step: Duration) -> Result<Milestones, 
         _data = Some(d);
     }
     args.extend(s.bus.device_args("boot", Some(1)));
-    let fw = match s.fw {
-        bench::Fw::PaprFw => Firmware::PaprFw,
-        bench::Fw::Slof => Firmware::Slof,
-        bench::Fw::Vof => Firmware::Vof,
-    };
     let cfg = Config::new()
-        .firmware(fw)
+        .firmware(s.fw.firmware())
         .memory("2G")
         .args(&args)
         .arg("-no-reboot");
@@ -79,45 +74,24 @@ fn run_once(g: &grub::GrubDisk, s: Setup, step: Duration) -> Result<Milestones, 
     let e = |f: qemu_tests::qemu::Failure| f.to_string();
     let grub = m.expect(grub::MARK_GRUB, step).map_err(e)?;
     let printk = m.expect(MARK_FIRST_PRINTK, step).map_err(e)?;
-    let init = m.expect(guest::MARK_INIT, step).map_err(e)?;
-    m.expect(guest::MARK_POWEROFF, step).map_err(e)?;
-    match m.expect_exit(step).map_err(e)? {
-        Some(0) => {}
-        c => return Err(format!("QEMU exited with {c:?}\n{}", m.log())),
-    }
-    let poweroff = m.elapsed();
-    let report = guest::Report::parse(&m.log());
-    if !report.pass {
-        return Err(format!(
-            "guest verdict not PASS: {:?}\n{}",
-            report.fail,
-            m.log()
-        ));
-    }
+    let end = bench::guest_end(&mut m, step)?;
     Ok(Milestones {
         grub,
         printk,
-        init,
-        poweroff,
+        init: end.init,
+        poweroff: end.poweroff,
     })
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = bench::Args::new(usage);
     let mut runs = 3usize;
     let mut kernel = Kernel::V6_1;
     let mut build_only = false;
     while let Some(a) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
-            "--runs" => {
-                runs = value()
-                    .parse()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .unwrap_or_else(|| usage())
-            }
-            "--kernel" => kernel = Kernel::from_label(&value()).unwrap_or_else(|| usage()),
+            "--runs" => runs = args.runs(),
+            "--kernel" => kernel = args.kernel(),
             "--build-only" => build_only = true,
             _ => usage(),
         }
@@ -171,7 +145,7 @@ fn main() {
         }
     }
     let med = |v: &[Milestones], f: fn(&Milestones) -> Duration| {
-        bench::median(&v.iter().map(f).collect::<Vec<_>>()).unwrap_or_default()
+        bench::median_of(v, f).unwrap_or_default()
     };
     println!();
     print!("{:<34}", "median, seconds from QEMU start");

@@ -11,7 +11,7 @@
 //!   --runs N       runs per pair (default 3, at least 1)
 //!   --pairs LIST   comma-separated L1/L2 pairs from papr/papr, papr/slof,
 //!                  slof/papr, slof/slof (default all)
-use qemu_tests::bench::median;
+use qemu_tests::bench::{median_of, Args};
 use qemu_tests::guest::nested::{self, L2Options, NestedRun};
 use qemu_tests::guest::Disk;
 use qemu_tests::qemu::{papr_fw_image, Firmware, QemuBin};
@@ -68,25 +68,13 @@ impl Pair {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = Args::new(usage);
     let mut runs = 3usize;
     let mut pairs = Pair::ALL.to_vec();
     while let Some(a) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
-            "--runs" => {
-                runs = value()
-                    .parse()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .unwrap_or_else(|| usage())
-            }
-            "--pairs" => {
-                pairs = value()
-                    .split(',')
-                    .map(|s| Pair::parse(s.trim()).unwrap_or_else(|| usage()))
-                    .collect()
-            }
+            "--runs" => runs = args.runs(),
+            "--pairs" => pairs = args.list(Pair::parse),
             _ => usage(),
         }
     }
@@ -141,8 +129,7 @@ fn main() {
     );
     for (pair, res) in pairs.iter().zip(&results) {
         let m = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
-            let v: Vec<Duration> = res.iter().map(f).collect();
-            median(&v).map_or("-".to_string(), |d| format!("{:.2}s", d.as_secs_f64()))
+            median_of(res, f).map_or("-".to_string(), |d| format!("{:.2}s", d.as_secs_f64()))
         };
         println!(
             "{:<26} {:>12} {:>12} {:>10}",
