@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use papr_fw::fake::FakePlatform;
 use papr_fw::memory::Memory;
 use papr_fw::rtas::ddw::{DdwConfig, DdwPlatform, DdwTokens, DefaultWindow, PeConfig};
-use papr_fw::rtas::policy::DdwPolicy;
+use papr_fw::rtas::policy::{DdwPolicy, KEYS};
 use papr_fw::rtas::runtime::{Runtime, RuntimeConfig};
 
 /// Small: the sanitizer zeroes all of the fake RAM on every run.
@@ -43,14 +43,6 @@ impl In<'_> {
     }
 }
 
-const KEYS: [&str; 6] = [
-    "ddw-max-windows",
-    "ddw-page-sizes",
-    "ddw-max-window-shift",
-    "ddw-lam",
-    "ddw-inject",
-    "rtas-trace",
-];
 const SHIFTS: [u32; 12] = [12, 16, 21, 24, 25, 34, 0, 13, 31, 43, 63, 64];
 
 fuzz_target!(|data: &[u8]| {
