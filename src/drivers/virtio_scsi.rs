@@ -656,7 +656,7 @@ impl VirtioScsi {
                 blocks: 0,
             })?;
         let bs = l.block_size as u64;
-        let per = (self.max_bytes / bs).clamp(1, 0xffff);
+        let per = self.blocks_per_command(l.block_size);
         in_pieces(lba, count, phys, bs, per, |at, n, buf| {
             let cdb: Vec<u8> = if at + n <= u32::MAX as u64 {
                 let mut c = alloc::vec![0u8; 10];
@@ -685,6 +685,12 @@ impl VirtioScsi {
             }
             Ok(())
         })
+    }
+
+    /// Blocks of `block_size` bytes one READ or WRITE moves at most (the
+    /// device's `max_sectors`, and what READ (10) can count).
+    fn blocks_per_command(&self, block_size: u32) -> u64 {
+        (self.max_bytes / block_size as u64).clamp(1, 0xffff)
     }
 
     /// Reset the adapter and free its memory.
@@ -728,7 +734,7 @@ impl BlockDevice for ScsiDisk<'_> {
         self.lun().blocks
     }
     fn max_blocks(&self) -> u64 {
-        (self.ctrl.max_bytes / self.lun().block_size as u64).clamp(1, 0xffff)
+        self.ctrl.blocks_per_command(self.lun().block_size)
     }
     fn read_only(&self) -> bool {
         self.lun().peripheral == peripheral::CDROM
